@@ -1,0 +1,206 @@
+"""Compatibility shims for recbole 1.2.1 on today's numpy, torch and setuptools.
+
+Every shim lives here and nowhere else; each names the library version it serves.
+The module must be imported before anything from ``recbole`` (the package
+``__init__`` does this first), and applying it twice is harmless.
+
+1. numpy >= 2.0 removed ``np.float_``, ``np.complex_``, ``np.unicode_`` and ``np.bool8``.
+   ``recbole.config.Config.compatibility_settings`` reads the first three and ray 2.6.3
+   (imported by ``recbole.quick_start``) reads the last. The aliases point at the types
+   numpy itself documents as their replacements.
+2. torch >= 2.6 loads checkpoints with ``weights_only=True``. RecBole 1.2.1 pickles its
+   ``Config`` object into every checkpoint, so best-model reload, ``resume_checkpoint``,
+   ``load_data_and_model`` and S3Rec's fine-tune loading fail. Instead of switching
+   ``torch.load`` back to full pickle for every file, the few RecBole classes a
+   checkpoint holds join torch's allow-list of safe globals, and a default ``torch.load``
+   reads through an allow-list unpickler that, unlike torch 2.13's weights-only reader,
+   understands the pickle protocol 4 RecBole saves with.
+3. recbole 1.2.1 switches on autograd anomaly detection for the whole process at import
+   time (``recbole/model/sequential_recommender/sine.py``). It checks every gradient for
+   NaN and costs ~40% of a SASRec step; switching it back off changes no result.
+"""
+
+import functools
+import importlib
+import pickle
+import types
+import warnings
+
+import numpy as np
+from torch import _weights_only_unpickler
+
+_NUMPY2_ALIASES = {  # numpy 2.0 removed these names
+    "float_": np.float64,
+    "complex_": np.complex128,
+    "unicode_": np.str_,
+    "bool8": np.bool_,
+}
+
+
+NUMPY_SCALAR_DTYPES = (
+    np.dtypes.Float64DType,
+    np.dtypes.Float32DType,
+    np.dtypes.Int64DType,
+    np.dtypes.Int32DType,
+    np.dtypes.BoolDType,
+)
+
+
+def _restore_numpy_aliases():
+    for name, numpy_type in _NUMPY2_ALIASES.items():
+        if name not in np.__dict__:
+            setattr(np, name, numpy_type)
+
+
+def _allowed_global(full_name):
+    allowed = _weights_only_unpickler._get_allowed_globals().get(full_name)
+    if allowed is None:
+        allowed = _weights_only_unpickler._get_user_allowed_globals().get(full_name)
+    return allowed
+
+
+def _model_class_reference(module, name):
+    """A RecBole or plugin model class, which a pickled Config names but never builds."""
+    if module.split(".")[0] not in ("recbole", "recbole_llmd4rec"):
+        return None
+    from recbole.model.abstract_recommender import AbstractRecommender
+
+    candidate = getattr(importlib.import_module(module), name, None)
+    if isinstance(candidate, type) and issubclass(candidate, AbstractRecommender):
+        return candidate
+    return None
+
+
+class CheckpointUnpickler(pickle._Unpickler):
+    """A pickle reader that builds only allow-listed globals, for every pickle protocol.
+
+    The allow-list is torch's own weights-only list plus whatever was added with
+    ``torch.serialization.add_safe_globals`` (here: the classes of RecBole's checkpoints).
+    torch 2.13's weights-only reader stops at protocol-4 opcodes, and RecBole saves with
+    ``pickle_protocol=4``; this reader applies the same allow-list through Python's
+    documented ``find_class`` restriction instead. RecBole's Config also holds its model
+    class: model classes may be named, but no opcode may call or instantiate them.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def find_class(self, module, name):
+        full_name = f"{module}.{name}"
+        found = _allowed_global(full_name)
+        if found is None:
+            found = _model_class_reference(module, name)
+        if found is None:
+            raise pickle.UnpicklingError(
+                f"{full_name} is not an allowed checkpoint class; if you trust the file, add it "
+                f"with torch.serialization.add_safe_globals or load with weights_only=False"
+            )
+        return found
+
+    @staticmethod
+    def _check_callable(target):
+        allowed = (
+            *_weights_only_unpickler._get_allowed_globals().values(),
+            *_weights_only_unpickler._get_user_allowed_globals().values(),
+        )
+        if not any(target is candidate for candidate in allowed):
+            raise pickle.UnpicklingError(f"the checkpoint asks to call {target!r}, which is not allowed")
+
+    def _load_checked(opcode, stack_depth):
+        original = pickle._Unpickler.dispatch[opcode[0]]
+
+        def load_checked(self):
+            self._check_callable(self.stack[-stack_depth])
+            original(self)
+
+        return load_checked
+
+    # The opcodes that call or instantiate what is on the stack, with the target's depth.
+    dispatch[pickle.REDUCE[0]] = _load_checked(pickle.REDUCE, 2)
+    dispatch[pickle.NEWOBJ[0]] = _load_checked(pickle.NEWOBJ, 2)
+    dispatch[pickle.NEWOBJ_EX[0]] = _load_checked(pickle.NEWOBJ_EX, 3)
+    del _load_checked
+
+    def load_obj(self):
+        raise pickle.UnpicklingError("protocol-0/1 OBJ opcodes are not allowed in a checkpoint")
+
+    def load_inst(self):
+        raise pickle.UnpicklingError("protocol-0/1 INST opcodes are not allowed in a checkpoint")
+
+    dispatch[pickle.OBJ[0]] = load_obj
+    dispatch[pickle.INST[0]] = load_inst
+
+
+def _checkpoint_pickle_load(file, **kwargs):
+    return CheckpointUnpickler(file, **kwargs).load()
+
+
+# What torch.load needs of a ``pickle_module``.
+checkpoint_pickle = types.SimpleNamespace(
+    __name__="recbole_llmd4rec.compat.checkpoint_pickle",
+    Unpickler=CheckpointUnpickler,
+    load=_checkpoint_pickle_load,
+)
+
+
+def _allow_recbole_checkpoint_globals():
+    """torch >= 2.6: read RecBole's checkpoints through the allow-list reader by default."""
+    import torch
+    import yaml
+    from recbole.config import Config
+    from recbole.utils import EvaluatorType, FeatureSource, FeatureType, InputType, ModelType
+
+    torch.serialization.add_safe_globals(
+        [
+            Config,
+            EvaluatorType,
+            FeatureSource,
+            FeatureType,
+            InputType,
+            ModelType,
+            # Config keeps a reference to the yaml loader class it parsed with.
+            yaml.FullLoader,
+            # Scores such as best_valid_score are numpy scalars.
+            np._core.multiarray.scalar,
+            np.dtype,
+            *NUMPY_SCALAR_DTYPES,
+        ]
+    )
+    if getattr(torch.load, "_llmd4rec_checkpoint_reader", False):
+        return
+    torch_load = torch.load
+
+    @functools.wraps(torch_load)
+    def load(f, map_location=None, pickle_module=None, *, weights_only=None, **kwargs):
+        # Only the default call changes: an explicit weights_only or pickle_module is kept.
+        if weights_only is None and pickle_module is None:
+            return torch_load(f, map_location, checkpoint_pickle, weights_only=False, **kwargs)
+        return torch_load(f, map_location, pickle_module, weights_only=weights_only, **kwargs)
+
+    load._llmd4rec_checkpoint_reader = True
+    torch.load = load
+
+
+def allow_checkpoint_class(cls):
+    """Add one more class (e.g. a Config subclass) to the checkpoint allow-list."""
+    import torch
+
+    torch.serialization.add_safe_globals([cls])
+
+
+def _switch_off_anomaly_detection():
+    """recbole 1.2.1: undo ``torch.autograd.set_detect_anomaly(True)`` done at import."""
+    import torch
+    import recbole.model.sequential_recommender  # noqa: F401  (runs the import-time switch)
+
+    torch.autograd.set_detect_anomaly(False)
+
+
+def apply():
+    _restore_numpy_aliases()
+    # ray 2.6.3 imports pkg_resources, which warns on every import since setuptools 67.
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    _allow_recbole_checkpoint_globals()
+    _switch_off_anomaly_detection()
+
+
+apply()

@@ -1,0 +1,130 @@
+"""Config layering for the plugin.
+
+Lowest to highest precedence:
+RecBole's defaults < ``properties/overall.yaml`` < ``properties/model/<Model>.yaml``
+< ``dataset_configs/<dataset>.yaml`` < user yaml files < ``config_dict`` < command line.
+
+RecBole reads ``sys.argv`` inside ``Config``; here the command-line layer is the list of
+``--key=value`` strings the caller passes (the run script passes its own arguments), so a
+library caller, a notebook or pytest never has its own argv read as configuration.
+"""
+
+import os
+from pathlib import Path
+
+import yaml
+from recbole.config import Config as RecBoleConfig
+
+from recbole_llmd4rec.compat import allow_checkpoint_class
+from recbole_llmd4rec.errors import ConfigError
+from recbole_llmd4rec.utils import get_model
+
+
+def _resource_dir(name):
+    """``properties`` / ``dataset_configs``: inside the installed package, or in the checkout."""
+    package_dir = Path(__file__).resolve().parent
+    for candidate in (package_dir / name, package_dir.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(f"the plugin's '{name}' folder is missing: reinstall with `pip install .`")
+
+
+PROPERTIES_DIR = _resource_dir("properties")
+DATASET_CONFIG_DIR = _resource_dir("dataset_configs")
+
+
+def plugin_config_files(model, dataset):
+    """The plugin's yaml files for a model and a data set, lowest precedence first."""
+    return [
+        PROPERTIES_DIR / "overall.yaml",
+        PROPERTIES_DIR / "model" / f"{model}.yaml",
+        DATASET_CONFIG_DIR / f"{dataset}.yaml",
+    ]
+
+
+def _type_name(value):
+    return type(value).__name__
+
+
+def check_value_type(key, default, value):
+    """Raise ConfigError when ``value`` is not of the kind ``default`` says ``key`` takes.
+
+    Only keys with a non-empty default are checked; lists also accept one scalar of the
+    element kind (RecBole turns ``topk: 10`` into ``[10]``).
+    """
+    if default is None or value is None:
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple, str, int))
+    elif isinstance(default, dict):
+        ok = isinstance(value, dict)
+    elif isinstance(default, str):
+        # gpu_id: 0 on the command line arrives as an int; RecBole turns it into a str.
+        ok = isinstance(value, (str, int)) and not isinstance(value, bool)
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(
+            f"config key '{key}' takes a {_type_name(default)} (default {default!r}), "
+            f"got {_type_name(value)} {value!r}: fix it in your yaml file or on the command line"
+        )
+
+
+class Config(RecBoleConfig):
+    """RecBole's Config with the plugin's yaml layers and the plugin's model lookup."""
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
+        self._cmd_args = list(cmd_args or [])
+        for file in config_file_list or []:
+            if not os.path.isfile(file):
+                raise ConfigError(f"config file not found: {file}")
+        try:
+            super().__init__(model, dataset, config_file_list, config_dict)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"a config file is not valid yaml: {exc}".replace("\n", " ")) from None
+
+    def _load_cmd_line(self):
+        cmd_config_dict = {}
+        for arg in self._cmd_args:
+            key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+            if not key or not sep:
+                raise ConfigError(f"cannot read argument '{arg}': overrides take the form --key=value")
+            if key in cmd_config_dict and cmd_config_dict[key] != value:
+                raise ConfigError(f"'--{key}' is given twice with different values")
+            cmd_config_dict[key] = value
+        return self._convert_config_dict(cmd_config_dict)
+
+    def _get_model_and_dataset(self, model, dataset):
+        model = model if model is not None else self.external_config_dict.get("model")
+        dataset = dataset if dataset is not None else self.external_config_dict.get("dataset")
+        if model is None:
+            raise ConfigError("no model given: pass --model=NAME (e.g. SASRec)")
+        if dataset is None:
+            raise ConfigError("no data set given: pass --dataset=NAME (e.g. ml-100k)")
+        if isinstance(model, str):
+            return model, get_model(model), dataset
+        return model.__name__, model, dataset
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        for file in plugin_config_files(model, dataset):
+            if not file.is_file():
+                continue
+            config_dict = self._update_internal_config_dict(str(file))
+            if file.parent == DATASET_CONFIG_DIR and config_dict:
+                self.parameters["Dataset"] += [k for k in config_dict if k not in self.parameters["Dataset"]]
+
+    def _get_final_config_dict(self):
+        for key, value in self.external_config_dict.items():
+            check_value_type(key, self.internal_config_dict.get(key), value)
+        return super()._get_final_config_dict()
+
+
+# Checkpoints pickle the Config; let torch's weights_only loader accept this subclass too.
+allow_checkpoint_class(Config)

@@ -1,0 +1,130 @@
+"""Quick start of the plugin: RecBole's ``run_recbole`` / ``load_data_and_model`` made to
+know plugin models, plugin yaml layers and clear errors for missing data."""
+
+import os
+import sys
+from logging import getLogger
+
+import torch
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_logger, init_seed, set_color
+
+from recbole_llmd4rec.config import Config
+from recbole_llmd4rec.errors import DatasetNotFoundError, LLMD4RecError
+from recbole_llmd4rec.utils import get_model, get_trainer
+
+CONVERT_HINT = (
+    "convert a sequence file with `python -m recbole_llmd4rec.data.convert --input FILE.txt "
+    "--name {name} --output DIR` and pass --data_path=DIR"
+)
+
+
+def check_dataset_files(config):
+    """Fail before RecBole does: RecBole tries a download (offline: a URLError) instead."""
+    if config["dataset_save_path"]:
+        return
+    name = config["dataset"]
+    data_dir = config["data_path"]
+    suffixes = config["benchmark_filename"] or [None]
+    expected = [
+        os.path.join(data_dir, f"{name}.{suffix}.inter" if suffix else f"{name}.inter") for suffix in suffixes
+    ]
+    missing = [path for path in expected if not os.path.isfile(path)]
+    if missing:
+        raise DatasetNotFoundError(
+            f"data set '{name}' not found: looked for {os.path.abspath(missing[0])}; "
+            + CONVERT_HINT.format(name=name)
+        )
+
+
+def load_dataset(config):
+    """Create the RecBole dataset and its train/valid/test dataloaders."""
+    check_dataset_files(config)
+    try:
+        dataset = create_dataset(config)
+    except (ValueError, KeyError, IndexError) as exc:
+        raise LLMD4RecError(
+            f"could not load data set '{config['dataset']}' from {os.path.abspath(config['data_path'])}: "
+            f"{type(exc).__name__}: {exc}; check the atomic files' header (e.g. user_id:token) and columns"
+        ) from None
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    return dataset, train_data, valid_data, test_data
+
+
+def run_llmd4rec(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, cmd_args=None):
+    """Train and test one model, as RecBole's ``run_recbole`` does.
+
+    Returns a dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``
+    and ``test_result`` (RecBole's keys) plus ``saved_model_file`` when ``saved``.
+    """
+    config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    dataset, train_data, valid_data, test_data = load_dataset(config)
+    logger.info(dataset)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "saved_model_file": trainer.saved_model_file if saved else None,
+    }
+
+
+def load_checkpoint(model_file):
+    """``torch.load`` a RecBole checkpoint with the weights-only loader (see compat)."""
+    if not os.path.isfile(model_file):
+        raise LLMD4RecError(f"checkpoint not found: {model_file}")
+    try:
+        checkpoint = torch.load(model_file, map_location="cpu")
+    except Exception as exc:  # torch raises several unrelated types for a bad file
+        raise LLMD4RecError(
+            f"cannot read checkpoint {model_file}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        ) from None
+    if not isinstance(checkpoint, dict) or "config" not in checkpoint or "state_dict" not in checkpoint:
+        raise LLMD4RecError(f"{model_file} is not a RecBole checkpoint (no 'config' and 'state_dict')")
+    return checkpoint
+
+
+def load_data_and_model(model_file):
+    """RecBole's ``load_data_and_model`` for plugin and RecBole models alike.
+
+    Returns ``(config, model, dataset, train_data, valid_data, test_data)``. A checkpoint
+    saved on a GPU loads on a CPU-only machine.
+    """
+    checkpoint = load_checkpoint(model_file)
+    config = checkpoint["config"]
+    if config["device"].type == "cuda" and not torch.cuda.is_available():
+        config["device"] = torch.device("cpu")
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    dataset, train_data, valid_data, test_data = load_dataset(config)
+
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as exc:
+        raise LLMD4RecError(
+            f"{model_file} does not match model {config['model']} on data set '{config['dataset']}': "
+            f"{str(exc).splitlines()[0]}"
+        ) from None
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, dataset, train_data, valid_data, test_data

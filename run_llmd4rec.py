@@ -1,0 +1,40 @@
+"""Run a model of the plugin or of RecBole with RecBole's command-line conventions.
+
+    python run_llmd4rec.py                                  # the main job on ml-100k
+    python run_llmd4rec.py --model=GRU4Rec --dataset=ml-100k --epochs=1
+    python run_llmd4rec.py -m SASRec -d beauty --data_path=dataset/ --config_files="a.yaml b.yaml"
+
+Any ``--key=value`` overrides a config key. Bad input ends in one ``error:`` line, exit 2.
+"""
+
+import argparse
+import sys
+
+MAIN_JOB_MODEL = "SASRec"
+MAIN_JOB_DATASET = "ml-100k"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", "-m", default=MAIN_JOB_MODEL, help=f"model name (default {MAIN_JOB_MODEL})")
+    parser.add_argument("--dataset", "-d", default=MAIN_JOB_DATASET, help=f"data set name (default {MAIN_JOB_DATASET})")
+    parser.add_argument("--config_files", default=None, help="space-separated yaml files, later ones win")
+    args, overrides = parser.parse_known_args(argv)
+    config_files = args.config_files.split() if args.config_files else None
+    return args.model, args.dataset, config_files, overrides
+
+
+def main(argv=None):
+    model, dataset, config_files, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    from recbole_llmd4rec import LLMD4RecError, run_llmd4rec
+
+    try:
+        run_llmd4rec(model=model, dataset=dataset, config_file_list=config_files, cmd_args=overrides)
+    except LLMD4RecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
