@@ -12,22 +12,27 @@ import sys
 
 MAIN_JOB_MODEL = "SASRec"
 MAIN_JOB_DATASET = "ml-100k"
+MAIN_JOB_CONFIG = "main_job.yaml"  # in properties/: the main job's CPU-sized budget
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", "-m", default=MAIN_JOB_MODEL, help=f"model name (default {MAIN_JOB_MODEL})")
-    parser.add_argument("--dataset", "-d", default=MAIN_JOB_DATASET, help=f"data set name (default {MAIN_JOB_DATASET})")
+    parser.add_argument("--model", "-m", default=None, help=f"model name (default {MAIN_JOB_MODEL})")
+    parser.add_argument("--dataset", "-d", default=None, help=f"data set name (default {MAIN_JOB_DATASET})")
     parser.add_argument("--config_files", default=None, help="space-separated yaml files, later ones win")
-    args, overrides = parser.parse_known_args(argv)
-    config_files = args.config_files.split() if args.config_files else None
-    return args.model, args.dataset, config_files, overrides
+    return parser.parse_known_args(argv)
 
 
 def main(argv=None):
-    model, dataset, config_files, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     from recbole_llmd4rec import LLMD4RecError, run_llmd4rec
+    from recbole_llmd4rec.config import PROPERTIES_DIR
 
+    config_files = args.config_files.split() if args.config_files else []
+    if args.model is None and args.dataset is None:
+        config_files.insert(0, str(PROPERTIES_DIR / MAIN_JOB_CONFIG))
+    model = args.model or MAIN_JOB_MODEL
+    dataset = args.dataset or MAIN_JOB_DATASET
     try:
         run_llmd4rec(model=model, dataset=dataset, config_file_list=config_files, cmd_args=overrides)
     except LLMD4RecError as exc:

@@ -9,6 +9,7 @@ RecBole reads ``sys.argv`` inside ``Config``; here the command-line layer is the
 library caller, a notebook or pytest never has its own argv read as configuration.
 """
 
+import ast
 import os
 from pathlib import Path
 
@@ -65,8 +66,8 @@ def check_value_type(key, default, value):
     elif isinstance(default, dict):
         ok = isinstance(value, dict)
     elif isinstance(default, str):
-        # gpu_id: 0 on the command line arrives as an int; RecBole turns it into a str.
-        ok = isinstance(value, (str, int)) and not isinstance(value, bool)
+        # --gpu_id=0 / --gpu_id=0,1 arrive as an int / a tuple; RecBole turns them into a str.
+        ok = isinstance(value, (str, int, tuple)) and not isinstance(value, bool)
     else:
         ok = True
     if not ok:
@@ -74,6 +75,16 @@ def check_value_type(key, default, value):
             f"config key '{key}' takes a {_type_name(default)} (default {default!r}), "
             f"got {_type_name(value)} {value!r}: fix it in your yaml file or on the command line"
         )
+
+
+def _parse_literal(text):
+    """``"3"`` -> 3, ``"[5, 10]"`` -> [5, 10], ``"true"`` -> True, ``"SASRec"`` -> "SASRec"."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
 
 
 class Config(RecBoleConfig):
@@ -88,6 +99,14 @@ class Config(RecBoleConfig):
             super().__init__(model, dataset, config_file_list, config_dict)
         except yaml.YAMLError as exc:
             raise ConfigError(f"a config file is not valid yaml: {exc}".replace("\n", " ")) from None
+
+    def _convert_config_dict(self, config_dict):
+        """Read string values as Python literals; RecBole ``eval``s them, which runs code
+        and turns a value that happens to name a local variable into that variable."""
+        for key, value in config_dict.items():
+            if isinstance(value, str):
+                config_dict[key] = _parse_literal(value)
+        return config_dict
 
     def _load_cmd_line(self):
         cmd_config_dict = {}

@@ -7,7 +7,7 @@ from logging import getLogger
 
 import torch
 from recbole.data import create_dataset, data_preparation
-from recbole.utils import init_logger, init_seed, set_color
+from recbole.utils import dict2str, init_logger, init_seed, set_color
 
 from recbole_llmd4rec.config import Config
 from recbole_llmd4rec.errors import DatasetNotFoundError, LLMD4RecError
@@ -47,6 +47,9 @@ def load_dataset(config):
             f"could not load data set '{config['dataset']}' from {os.path.abspath(config['data_path'])}: "
             f"{type(exc).__name__}: {exc}; check the atomic files' header (e.g. user_id:token) and columns"
         ) from None
+    # Logged before data_preparation, which turns a sequential data set's interactions
+    # into prefix -> next-item training instances in place.
+    getLogger().info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     return dataset, train_data, valid_data, test_data
 
@@ -58,6 +61,7 @@ def run_llmd4rec(model=None, dataset=None, config_file_list=None, config_dict=No
     and ``test_result`` (RecBole's keys) plus ``saved_model_file`` when ``saved``.
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    check_dataset_files(config)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
@@ -65,7 +69,6 @@ def run_llmd4rec(model=None, dataset=None, config_file_list=None, config_dict=No
     logger.info(config)
 
     dataset, train_data, valid_data, test_data = load_dataset(config)
-    logger.info(dataset)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
@@ -77,8 +80,8 @@ def run_llmd4rec(model=None, dataset=None, config_file_list=None, config_dict=No
     )
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
 
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    logger.info(set_color("best valid ", "yellow") + f": {dict2str(best_valid_result)}")
+    logger.info(set_color("test result", "yellow") + f": {dict2str(test_result)}")
     return {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],

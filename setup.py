@@ -1,0 +1,50 @@
+"""Install recbole-llmd4rec together with its yaml defaults.
+
+``properties/`` and ``dataset_configs/`` sit at the top of the checkout (RecBole plugin
+layout) and are installed inside the package as ``recbole_llmd4rec/properties`` and
+``recbole_llmd4rec/dataset_configs``, so a non-editable install finds them from any
+working directory (see ``recbole_llmd4rec.config._resource_dir``).
+"""
+
+from setuptools import setup
+
+setup(
+    name="recbole-llmd4rec",
+    version="0.1.0",
+    description="LLMD4Rec: bidirectional distillation between SASRec and an LLM recommender, as a RecBole plugin",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=[
+        "recbole_llmd4rec",
+        "recbole_llmd4rec.data",
+        "recbole_llmd4rec.model",
+        "recbole_llmd4rec.properties",
+        "recbole_llmd4rec.dataset_configs",
+    ],
+    package_dir={
+        "recbole_llmd4rec.properties": "properties",
+        "recbole_llmd4rec.dataset_configs": "dataset_configs",
+    },
+    package_data={
+        "recbole_llmd4rec.properties": ["*.yaml", "model/*.yaml"],
+        "recbole_llmd4rec.dataset_configs": ["*.yaml"],
+    },
+    py_modules=[],
+    scripts=["run_llmd4rec.py"],
+    install_requires=[
+        # recbole_llmd4rec.compat targets exactly this release's internals.
+        "recbole==1.2.1",
+        "torch>=2.6",
+        "numpy>=1.24,<3",
+        # pandas 3 breaks RecBole's token_seq fields (S3Rec, item attributes).
+        "pandas>=1.3,<3",
+        # ray 2.6.3, which recbole.quick_start imports, needs pkg_resources (gone in 81).
+        "setuptools<81",
+        "transformers>=5.0",
+        "peft>=0.17",
+        "pyyaml>=5.1",
+        "colorama>=0.4.4",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+)

@@ -1,0 +1,70 @@
+"""The recbole 1.2.1 shims: numpy aliases, allow-list checkpoint loading, anomaly mode."""
+
+import io
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import recbole_llmd4rec  # noqa: F401  (applies the shims)
+from recbole_llmd4rec.compat import CheckpointUnpickler
+
+
+class _RunsShell:
+    def __reduce__(self):
+        return (os.system, ("echo should-not-run",))
+
+
+class _BuildsModel:
+    def __reduce__(self):
+        from recbole.model.sequential_recommender.sasrec import SASRec
+
+        return (SASRec, (None, None))
+
+
+def _saved(obj, protocol):
+    buffer = io.BytesIO()
+    torch.save(obj, buffer, pickle_protocol=protocol)
+    buffer.seek(0)
+    return buffer
+
+
+def test_numpy_aliases_recbole_needs():
+    assert np.float_ is np.float64 and np.bool8 is np.bool_ and np.unicode_ is np.str_
+
+
+def test_recbole_import_leaves_anomaly_detection_off():
+    import recbole.model.sequential_recommender  # noqa: F401
+
+    assert not torch.is_anomaly_enabled()
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_default_load_reads_tensors_and_recbole_config_types(protocol):
+    from recbole.utils import ModelType
+
+    state = {"weight": torch.arange(6.0).reshape(2, 3), "type": ModelType.SEQUENTIAL, "score": np.float64(0.5)}
+    loaded = torch.load(_saved(state, protocol))
+    assert torch.equal(loaded["weight"], state["weight"])
+    assert loaded["type"] is ModelType.SEQUENTIAL and loaded["score"] == 0.5
+
+
+@pytest.mark.parametrize("payload", [_RunsShell(), _BuildsModel()])
+def test_default_load_refuses_code_outside_the_allow_list(payload):
+    with pytest.raises(Exception, match="not an allowed|not allowed"):
+        torch.load(_saved({"x": payload}, 4))
+
+
+def test_explicit_weights_only_is_left_to_torch():
+    with pytest.raises(Exception):
+        torch.load(_saved({"x": _RunsShell()}, 2), weights_only=True)
+
+
+def test_checkpoint_unpickler_names_model_classes_without_building_them():
+    import pickle
+
+    from recbole.model.sequential_recommender.sasrec import SASRec
+
+    data = pickle.dumps({"model_class": SASRec}, protocol=4)
+    assert CheckpointUnpickler(io.BytesIO(data)).load()["model_class"] is SASRec

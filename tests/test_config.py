@@ -1,0 +1,120 @@
+"""Config layering and the checks on config values."""
+
+import pytest
+import yaml
+
+from recbole_llmd4rec import config as config_module
+from recbole_llmd4rec.config import Config
+from recbole_llmd4rec.errors import ConfigError
+
+LAYERS = ["overall", "model", "dataset", "user_file", "config_dict", "cmd"]
+
+
+@pytest.fixture
+def layered(tmp_path, monkeypatch, tiny):
+    """Plugin yaml folders in tmp_path, each file setting `probe` to its layer name."""
+    properties = tmp_path / "properties"
+    datasets = tmp_path / "dataset_configs"
+    (properties / "model").mkdir(parents=True)
+    datasets.mkdir()
+    monkeypatch.setattr(config_module, "PROPERTIES_DIR", properties)
+    monkeypatch.setattr(config_module, "DATASET_CONFIG_DIR", datasets)
+
+    def build(top_layer):
+        present = LAYERS[: LAYERS.index(top_layer) + 1]
+        files = {
+            "overall": properties / "overall.yaml",
+            "model": properties / "model" / "SASRec.yaml",
+            "dataset": datasets / "tiny.yaml",
+            "user_file": tmp_path / "user.yaml",
+        }
+        for layer, path in files.items():
+            if path.exists():
+                path.unlink()
+            if layer in present:
+                path.write_text(yaml.safe_dump({"probe": layer, "learning_rate": 0.005}))
+        config_files = list(tiny["config_file_list"])
+        if "user_file" in present:
+            config_files.append(str(files["user_file"]))
+        config_dict = dict(tiny["config_dict"])
+        if "config_dict" in present:
+            config_dict["probe"] = "config_dict"
+        cmd_args = ["--probe=cmd"] if "cmd" in present else []
+        return Config("SASRec", "tiny", config_files, config_dict, cmd_args)
+
+    return build
+
+
+@pytest.mark.parametrize("top_layer", LAYERS)
+def test_each_layer_overrides_the_ones_below(layered, top_layer):
+    assert layered(top_layer)["probe"] == top_layer
+
+
+def test_plugin_overall_overrides_recbole_defaults(layered):
+    # RecBole's default learning_rate is 0.001; the plugin's overall.yaml here says 0.005.
+    assert layered("overall")["learning_rate"] == 0.005
+
+
+def test_shipped_yaml_files_are_layered(tiny):
+    config = Config("S3Rec", "ml-100k", cmd_args=["--epochs=1"])
+    assert config["train_batch_size"] == 256  # properties/overall.yaml (RecBole: 2048)
+    assert config["finetune_after_pretrain"] is True  # properties/model/S3Rec.yaml
+    assert config["valid_metric"] == "NDCG@10"  # dataset_configs/ml-100k.yaml
+    assert config["eval_args"]["split"] == {"LS": "valid_and_test"} and config["eval_args"]["order"] == "TO"
+    assert config["epochs"] == 1
+
+
+def test_argv_is_not_read_unless_passed(tiny, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["pytest", "--epochs=7"])
+    assert Config("SASRec", **tiny)["epochs"] == 1
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("--epochs=abc", "epochs"), ("--epochs=1.5", "epochs"), ("--show_progress=3", "show_progress"),
+     ("--learning_rate=fast", "learning_rate"), ("--eval_args=full", "eval_args")],
+)
+def test_value_of_the_wrong_type_is_refused(tiny, override, key):
+    with pytest.raises(ConfigError, match=f"'{key}' takes a"):
+        Config("SASRec", **tiny, cmd_args=[override])
+
+
+def test_int_is_accepted_for_a_float_key(tiny):
+    assert Config("SASRec", **tiny, cmd_args=["--learning_rate=1"])["learning_rate"] == 1
+
+
+@pytest.mark.parametrize("bad", ["--epochs", "epochs=3", "-e=3"])
+def test_malformed_override_is_refused(tiny, bad):
+    with pytest.raises(ConfigError, match="--key=value"):
+        Config("SASRec", **tiny, cmd_args=[bad])
+
+
+def test_missing_and_malformed_config_files(tiny, tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        Config("SASRec", "tiny", [str(tmp_path / "nope.yaml")])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("epochs: [1,\n")
+    with pytest.raises(ConfigError, match="not valid yaml"):
+        Config("SASRec", "tiny", [str(broken)])
+
+
+def test_missing_model_or_dataset(tiny):
+    with pytest.raises(ConfigError, match="no model"):
+        Config(None, "tiny")
+    with pytest.raises(ConfigError, match="no data set"):
+        Config("SASRec", None)
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [("--topk=[5,20]", [5, 20]), ("--stopping_step=3", 3), ("--show_progress=true", True),
+     ("--valid_metric=Hit@5", "Hit@5"), ("--weight_decay=1e-4", 1e-4), ("--gpu_id=0,1", "0,1")],
+)
+def test_command_line_values_are_read_as_literals(tiny, override, expected):
+    key = override[2:].split("=")[0]
+    assert Config("SASRec", **tiny, cmd_args=[override])[key] == expected
+
+
+def test_command_line_values_are_never_evaluated_as_code(tiny):
+    config = Config("SASRec", **tiny, cmd_args=["--probe=__import__('os').getcwd()", "--other=config_dict"])
+    assert config["probe"] == "__import__('os').getcwd()" and config["other"] == "config_dict"

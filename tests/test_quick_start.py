@@ -1,0 +1,97 @@
+"""One epoch of RecBole baselines through run_llmd4rec, checkpoint reload, clear errors."""
+
+import pytest
+import torch
+from recbole.trainer import Trainer
+
+from conftest import run_script
+from recbole_llmd4rec import load_data_and_model, run_llmd4rec
+from recbole_llmd4rec.errors import DatasetNotFoundError, LLMD4RecError
+
+METRICS = {"hit@5", "hit@10", "ndcg@5", "ndcg@10"}
+
+
+def _check_result(result):
+    assert set(result["test_result"]) == METRICS
+    assert all(0.0 <= value <= 1.0 for value in result["test_result"].values())
+    # NDCG@k never exceeds HR@k for a single relevant item.
+    assert result["test_result"]["ndcg@10"] <= result["test_result"]["hit@10"]
+    assert result["best_valid_score"] == result["best_valid_result"]["ndcg@10"]
+
+
+@pytest.mark.parametrize("model", ["SASRec", "GRU4Rec"])
+def test_one_epoch_of_a_recbole_model(tiny, model):
+    result = run_llmd4rec(model=model, **tiny)
+    _check_result(result)
+
+
+def test_s3rec_pretrains_then_finetunes(tiny, workdir):
+    result = run_llmd4rec(model="S3Rec", **tiny, cmd_args=["--pretrain_epochs=1"])
+    _check_result(result)
+    assert (workdir / "saved" / "S3Rec-tiny-1.pth").is_file()  # the pre-trained stage
+
+
+def test_best_model_reload_reproduces_the_test_result(tiny):
+    result = run_llmd4rec(model="SASRec", **tiny, cmd_args=["--epochs=2"])
+    config, model, dataset, train_data, valid_data, test_data = load_data_and_model(result["saved_model_file"])
+    assert config["model"] == "SASRec" and config["dataset"] == "tiny"
+    reloaded = Trainer(config, model).evaluate(test_data, load_best_model=False)
+    assert dict(reloaded) == dict(result["test_result"])
+
+
+def test_recbole_resume_checkpoint_reads_the_plugin_checkpoint(tiny):
+    from recbole_llmd4rec import Config
+    from recbole_llmd4rec.quick_start import load_dataset
+    from recbole_llmd4rec.utils import get_model
+
+    result = run_llmd4rec(model="SASRec", **tiny)
+    config = Config("SASRec", **tiny, cmd_args=["--epochs=2"])
+    _, train_data, _, _ = load_dataset(config)
+    trainer = Trainer(config, get_model("SASRec")(config, train_data._dataset))
+    trainer.resume_checkpoint(result["saved_model_file"])
+    assert trainer.start_epoch == 1
+
+
+def test_missing_dataset_says_where_it_looked_and_how_to_convert(tiny, tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=r"nothere\.inter.*recbole_llmd4rec\.data\.convert"):
+        run_llmd4rec(model="SASRec", dataset="nothere", config_file_list=tiny["config_file_list"],
+                     config_dict={"data_path": str(tmp_path)})
+
+
+def test_malformed_atomic_file_is_a_clear_error(tiny, tmp_path):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "broken.inter").write_text("user item\n1 2\n")
+    with pytest.raises(LLMD4RecError, match="could not load data set 'broken'"):
+        run_llmd4rec(model="SASRec", dataset="broken", config_file_list=tiny["config_file_list"],
+                     config_dict={"data_path": str(tmp_path)})
+
+
+def test_mismatched_checkpoint_is_a_clear_error(tiny, tmp_path):
+    result = run_llmd4rec(model="SASRec", **tiny)
+    checkpoint = torch.load(result["saved_model_file"])
+    checkpoint["state_dict"]["item_embedding.weight"] = torch.zeros(3, 16)
+    broken = tmp_path / "mismatch.pth"
+    torch.save(checkpoint, broken)
+    with pytest.raises(LLMD4RecError, match="does not match model SASRec"):
+        load_data_and_model(str(broken))
+    with pytest.raises(LLMD4RecError, match="checkpoint not found"):
+        load_data_and_model(str(tmp_path / "absent.pth"))
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(LLMD4RecError, match="cannot read checkpoint"):
+        load_data_and_model(str(tmp_path / "garbage.pth"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model=NoSuchModel"], "unknown model 'NoSuchModel'"),
+        (["--dataset=nothere", "--data_path=/nonexistent"], "data set 'nothere' not found"),
+        (["--epochs=abc"], "config key 'epochs' takes a int"),
+        (["stray"], "cannot read argument 'stray'"),
+    ],
+)
+def test_run_script_bad_input_is_one_error_line(workdir, args, message):
+    completed = run_script(*args, cwd=workdir, timeout=300)
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines() == [completed.stderr.strip()]
+    assert completed.stderr.startswith("error: ") and message in completed.stderr
