@@ -13,6 +13,7 @@ import ast
 import os
 from pathlib import Path
 
+import recbole
 import yaml
 from recbole.config import Config as RecBoleConfig
 
@@ -31,6 +32,7 @@ def _resource_dir(name):
 
 
 PROPERTIES_DIR = _resource_dir("properties")
+RECBOLE_MODEL_PROPERTIES = Path(recbole.__file__).parent / "properties" / "model"
 DATASET_CONFIG_DIR = _resource_dir("dataset_configs")
 
 
@@ -41,6 +43,21 @@ def plugin_config_files(model, dataset):
         PROPERTIES_DIR / "model" / f"{model}.yaml",
         DATASET_CONFIG_DIR / f"{dataset}.yaml",
     ]
+
+
+def recbole_parent_config_files(model_class):
+    """RecBole's yaml files of the RecBole models a plugin model subclasses, base first.
+
+    SASRecD subclasses SASRec, so it starts from SASRec's defaults (n_layers, n_heads, ...).
+    """
+    if not isinstance(model_class, type) or model_class.__module__.startswith("recbole."):
+        return []
+    files = [
+        RECBOLE_MODEL_PROPERTIES / f"{parent.__name__}.yaml"
+        for parent in reversed(model_class.__mro__[1:])
+        if parent.__module__.startswith("recbole.model.")
+    ]
+    return [file for file in files if file.is_file()]
 
 
 def _type_name(value):
@@ -132,7 +149,7 @@ class Config(RecBoleConfig):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
-        for file in plugin_config_files(model, dataset):
+        for file in recbole_parent_config_files(model_class) + plugin_config_files(model, dataset):
             if not file.is_file():
                 continue
             config_dict = self._update_internal_config_dict(str(file))

@@ -19,7 +19,7 @@ def _check_result(result):
     assert result["best_valid_score"] == result["best_valid_result"]["ndcg@10"]
 
 
-@pytest.mark.parametrize("model", ["SASRec", "GRU4Rec"])
+@pytest.mark.parametrize("model", ["SASRec", "GRU4Rec", "SASRecD"])
 def test_one_epoch_of_a_recbole_model(tiny, model):
     result = run_llmd4rec(model=model, **tiny)
     _check_result(result)

@@ -1,3 +1,5 @@
 """Models of the plugin: one module per model, named after the lowercased class."""
 
-__all__ = []
+from recbole_llmd4rec.model.sasrecd import SASRecD
+
+__all__ = ["SASRecD"]

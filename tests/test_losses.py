@@ -1,0 +1,78 @@
+"""The loss functions against hand-computed values."""
+
+import math
+
+import pytest
+import torch
+
+from recbole_llmd4rec.losses import adaptive_weight, distill_kl, distillation_objective, target_rank
+
+
+@pytest.mark.parametrize(
+    "student_rank, teacher_rank, expected",
+    # The worked values of the method spec.
+    [(10, 5, 2.0), (6, 5, 1.2), (5, 5, 1.0), (5, 10, 0.0), (8, 10, 0.75), (1, 1, 1.0),
+     # Clipping at both ends: teacher far better -> 2, student far better -> 0.
+     (100, 2, 2.0), (1, 50, 0.0)],
+)
+def test_adaptive_weight_worked_values(student_rank, teacher_rank, expected):
+    weight = adaptive_weight(torch.tensor([student_rank]), torch.tensor([teacher_rank]))
+    assert weight.item() == pytest.approx(expected)
+
+
+def test_adaptive_weight_is_batched_and_in_range():
+    student = torch.tensor([10, 6, 5, 5, 8, 1])
+    teacher = torch.tensor([5, 5, 5, 10, 10, 1])
+    weight = adaptive_weight(student, teacher)
+    assert weight.dtype == torch.float32 and weight.shape == (6,)
+    assert torch.allclose(weight, torch.tensor([2.0, 1.2, 1.0, 0.0, 0.75, 1.0]))
+
+
+def test_target_rank_counts_strictly_higher_scores():
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.5], [3.0, 2.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    # Row 0: target 2 (0.5) has one strictly higher (0.9) and one tie -> rank 2.
+    # Row 1: target 3 (lowest) -> rank 4. Row 2: all tied -> rank 1.
+    assert target_rank(scores, torch.tensor([2, 3, 1])).tolist() == [2, 4, 1]
+
+
+def test_distill_kl_matches_a_hand_computed_value():
+    student = torch.tensor([[1.0, 0.0]])
+    teacher = torch.tensor([[0.0, 1.0]])
+    temperature = 0.5
+    # softmax([2, 0]) and softmax([0, 2]) by hand.
+    p_s = [math.exp(2) / (math.exp(2) + 1), 1 / (math.exp(2) + 1)]
+    p_t = [p_s[1], p_s[0]]
+    expected = sum(t * math.log(t / s) for t, s in zip(p_t, p_s))
+    assert distill_kl(student, teacher, temperature).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_distill_kl_is_zero_for_equal_distributions_and_per_sample():
+    logits = torch.randn(3, 7)
+    kl = distill_kl(logits, logits + 5.0, 0.6)  # a constant shift leaves softmax unchanged
+    assert kl.shape == (3,) and torch.allclose(kl, torch.zeros(3), atol=1e-6)
+
+
+def test_distill_kl_is_stable_for_large_logits():
+    student = torch.tensor([[1000.0, 0.0, -1000.0]])
+    teacher = torch.tensor([[0.0, 1000.0, 0.0]])
+    assert torch.isfinite(distill_kl(student, teacher, 0.2)).all()
+
+
+def test_distill_kl_sends_no_gradient_to_the_teacher():
+    student = torch.randn(2, 5, requires_grad=True)
+    teacher = torch.randn(2, 5, requires_grad=True)
+    distill_kl(student, teacher, 0.6).sum().backward()
+    assert student.grad is not None and teacher.grad is None
+
+
+def test_distill_kl_refuses_a_non_positive_temperature():
+    with pytest.raises(ValueError, match="temperature"):
+        distill_kl(torch.zeros(1, 2), torch.zeros(1, 2), 0.0)
+
+
+def test_distillation_objective_weights_per_sample_then_averages():
+    rec_loss = torch.tensor(2.0)
+    kl = torch.tensor([1.0, 3.0])
+    weight = torch.tensor([2.0, 0.5])
+    # 2 + 0.5 * mean([2.0, 1.5]) = 2.875
+    assert distillation_objective(rec_loss, kl, weight, 0.5).item() == pytest.approx(2.875)

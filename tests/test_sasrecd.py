@@ -1,0 +1,117 @@
+"""SASRecD: SASRec without a teacher, SASRec plus Eq. 9 with one."""
+
+import pytest
+import torch
+from recbole.model.sequential_recommender.sasrec import SASRec
+from recbole.utils import init_seed
+
+from recbole_llmd4rec import Config
+from recbole_llmd4rec.errors import ConfigError
+from recbole_llmd4rec.losses import distill_kl
+from recbole_llmd4rec.model.sasrecd import SASRecD, distillation_terms
+from recbole_llmd4rec.quick_start import load_dataset
+
+
+@pytest.fixture
+def tiny_batch(tiny):
+    config = Config("SASRecD", **tiny)
+    _, train_data, _, _ = load_dataset(config)
+    return config, train_data._dataset, next(iter(train_data))
+
+
+def _models(config, dataset):
+    init_seed(config["seed"], True)
+    sasrec = SASRec(config, dataset)
+    sasrecd = SASRecD(config, dataset)
+    sasrecd.load_state_dict(sasrec.state_dict())
+    return sasrec, sasrecd
+
+
+def test_sasrecd_defaults_layer_on_sasrec_defaults(tiny_batch):
+    config, _, _ = tiny_batch
+    assert config["distill_beta"] == 0.5 and config["distill_temperature"] == 0.2 and config["sample_weight"] is True
+    assert config["n_layers"] == 1 and config["hidden_act"] == "gelu"  # tiny.yaml and RecBole's SASRec.yaml
+
+
+def test_without_teacher_it_is_sasrec_bit_for_bit(tiny_batch):
+    config, dataset, batch = tiny_batch
+    sasrec, sasrecd = _models(config, dataset)
+    losses = []
+    for model in (sasrec, sasrecd):
+        torch.manual_seed(3)  # same dropout masks
+        loss = model.calculate_loss(batch)
+        loss.backward()
+        losses.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    assert torch.equal(losses[0][0], losses[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(losses[0][1], losses[1][1]))
+    sasrec.eval(), sasrecd.eval()
+    assert torch.equal(sasrec.full_sort_predict(batch), sasrecd.full_sort_predict(batch))
+
+
+def test_state_dict_loads_into_plain_sasrec(tiny_batch):
+    config, dataset, batch = tiny_batch
+    sasrecd = SASRecD(config, dataset)
+    sasrec = SASRec(config, dataset)
+    assert set(sasrecd.state_dict()) == set(sasrec.state_dict())
+    sasrec.load_state_dict(sasrecd.state_dict(), strict=True)
+    sasrec.eval(), sasrecd.eval()
+    assert torch.equal(sasrec.full_sort_predict(batch), sasrecd.full_sort_predict(batch))
+
+
+def test_teacher_term_is_the_weighted_kl(tiny_batch):
+    config, dataset, batch = tiny_batch
+    _, model = _models(config, dataset)
+    model.eval()
+    teacher = torch.randn(len(batch), dataset.item_num)
+    with torch.no_grad():
+        plain = model.calculate_loss(batch)
+        distilled = model.calculate_loss(batch, teacher_logits=teacher)
+        kl, weight = distillation_terms(model.item_logits(batch), teacher, batch["item_id"], 0.2, True)
+    assert distilled.item() == pytest.approx(plain.item() + 0.5 * (weight * kl).mean().item(), rel=1e-5)
+
+
+def test_teacher_gradient_moves_the_student_toward_the_teacher(tiny_batch):
+    config, dataset, batch = tiny_batch
+    config["distill_beta"] = 50.0
+    _, model = _models(config, dataset)
+    model.eval()  # no dropout: the change comes from the gradient alone
+    teacher = torch.randn(len(batch), dataset.item_num) * 3
+
+    def teacher_student_kl():
+        with torch.no_grad():
+            logits = model.item_logits(batch)
+            return distill_kl(logits[:, 1:], teacher[:, 1:], 0.2).mean().item()
+
+    before = teacher_student_kl()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(5):
+        optimizer.zero_grad()
+        model.calculate_loss(batch, teacher_logits=teacher).backward()
+        optimizer.step()
+    assert teacher_student_kl() < before
+
+
+def test_sample_weight_off_gives_weights_of_exactly_one():
+    student = torch.randn(4, 6)
+    teacher = torch.randn(4, 6)
+    target = torch.tensor([1, 2, 3, 5])
+    _, weight = distillation_terms(student, teacher, target, 0.2, use_sample_weight=False)
+    assert torch.equal(weight, torch.ones(4))
+    _, weight = distillation_terms(student, teacher, target, 0.2, use_sample_weight=True)
+    assert ((weight >= 0) & (weight <= 2)).all()
+
+
+def test_padding_column_is_left_out():
+    student = torch.tensor([[50.0, 1.0, 2.0]])
+    teacher = torch.tensor([[-50.0, 1.0, 2.0]])
+    kl, weight = distillation_terms(student, teacher, torch.tensor([2]), 0.5, True)
+    assert kl.item() == pytest.approx(0.0, abs=1e-6) and weight.item() == 1.0
+
+
+@pytest.mark.parametrize("override, message", [("--distill_beta=-1", "distill_beta must be >= 0"),
+                                               ("--distill_temperature=0", "distill_temperature must be > 0")])
+def test_nonsense_settings_are_refused(tiny, override, message):
+    config = Config("SASRecD", **tiny, cmd_args=[override])
+    _, train_data, _, _ = load_dataset(config)
+    with pytest.raises(ConfigError, match=message):
+        SASRecD(config, train_data._dataset)
