@@ -1,0 +1,236 @@
+"""E4SRec: an LLM-centric sequential recommender on a Hugging Face decoder LM.
+
+References: "E4SRec: An Elegant Effective Efficient Extensible Solution of Large Language
+Models for Sequential Recommendation" (Li et al., 2023); its use as the LLM-centric model in
+LLMD4Rec (arXiv 2505.18120), Sec. 4.1 and Eq. 1-5.
+
+Sec. 4.1: item ID embeddings ``E`` (|I| x d) from a CRM, frozen here, are projected to the
+LM's width by ``W_in`` (d -> D); the instruction prompt's token embeddings, the projected
+history and a short response header form the input; the frozen backbone with LoRA adapters
+encodes it; the last position's hidden state ``h`` is the user state; ``y_l = W_out h``
+scores all items (Eq. 1) and ``L_rec`` is cross-entropy over all items (Eq. 2). With the
+CRM's logits as teacher (Eq. 3-5):
+
+    L_LLM = L_rec + gamma * mean_b( w1_b * KL(softmax(y_c / T1) || softmax(y_l / T1))_b )
+
+Only the last position feeds ``W_out``: no LM-head logits over the vocabulary are computed.
+Sequences are left-padded so that position -1 always holds the response header's last token.
+The RecBole checkpoint of this model holds the trainable parts and ``E``, not the frozen
+backbone; ``save_artifacts`` writes the LoRA adapter (peft safetensors) and the projections.
+"""
+
+import json
+import os
+import shutil
+from logging import getLogger
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, TaskType, get_peft_model, set_peft_model_state_dict
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.utils import InputType
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
+from recbole_llmd4rec.llm import load_backbone, resolve_dtype
+from recbole_llmd4rec.losses import distillation_objective
+from recbole_llmd4rec.model.sasrecd import check_distillation_settings, distillation_terms
+
+ADAPTER_DIR = "adapter"
+PROJECTIONS_FILE = "projections.safetensors"
+META_FILE = "e4srec.json"
+CRM_EMBEDDING_KEY = "item_embedding.weight"  # SASRec / SASRecD item table in a RecBole checkpoint
+
+
+class E4SRec(SequentialRecommender):
+    """E4SRec on a frozen decoder LM with LoRA; optionally a student of a CRM (Eq. 5)."""
+
+    input_type = InputType.POINTWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        check_distillation_settings(config, "distill_gamma")
+        self.embedding_size = config["embedding_size"]
+        self.distill_gamma = config["distill_gamma"]
+        self.distill_temperature = config["distill_temperature"]
+        self.sample_weight = config["sample_weight"]
+        self.llm_dtype = resolve_dtype(config["llm_dtype"], config["device"])
+
+        backbone, tokenizer = load_backbone(
+            config["llm_path"], self.llm_dtype, config["llm_cache_dir"], config["tiny_llm"], config["seed"],
+            config["llm_gguf_file"],
+        )
+        backbone.requires_grad_(False)
+        lora = LoraConfig(
+            task_type=TaskType.FEATURE_EXTRACTION,
+            r=config["lora_r"],
+            lora_alpha=config["lora_alpha"],
+            lora_dropout=config["lora_dropout"],
+            target_modules=list(config["lora_target_modules"]),
+        )
+        try:
+            self.backbone = get_peft_model(backbone, lora)
+        except ValueError as exc:
+            raise ConfigError(f"lora_target_modules do not fit this backbone: {str(exc).splitlines()[0]}") from None
+        llm_width = backbone.config.hidden_size
+
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
+        self.item_embedding.weight.requires_grad_(False)
+        self.input_projection = nn.Linear(self.embedding_size, llm_width)  # W_in
+        self.output_projection = nn.Linear(llm_width, self.n_items)  # W_out
+        self.loss_fct = nn.CrossEntropyLoss()
+
+        def token_ids(text):
+            return torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
+
+        self.register_buffer("instruction_ids", token_ids(config["instruction"]), persistent=False)
+        self.register_buffer("response_ids", token_ids(config["response_header"]), persistent=False)
+        self._frozen_keys = {f"backbone.{name}" for name, p in self.backbone.named_parameters() if not p.requires_grad}
+
+        if config["crm_checkpoint"]:
+            self.set_item_embeddings(crm_item_embeddings(config["crm_checkpoint"], self.n_items, self.embedding_size))
+        else:
+            getLogger().warning(
+                "E4SRec item embeddings are random: set crm_checkpoint to a trained SASRec/SASRecD checkpoint"
+            )
+
+    # Item embeddings (Sec. 4.1; the trainer replaces them each round: "embedding update").
+    def set_item_embeddings(self, weight):
+        weight = weight.detach()
+        if tuple(weight.shape) != tuple(self.item_embedding.weight.shape):
+            raise LLMD4RecError(
+                f"item embeddings of shape {tuple(weight.shape)} do not fit E4SRec's "
+                f"{tuple(self.item_embedding.weight.shape)} (items incl. padding x embedding_size)"
+            )
+        with torch.no_grad():
+            self.item_embedding.weight.copy_(weight.to(self.item_embedding.weight))
+
+    def _input_embeddings(self, item_seq, item_seq_len):
+        """Left-padded ``[pad..., instruction, projected history, response]`` and its mask."""
+        batch_size, max_len = item_seq.shape
+        token_embeddings = self.backbone.get_input_embeddings()
+        instruction = token_embeddings(self.instruction_ids).unsqueeze(0).expand(batch_size, -1, -1)
+        response = token_embeddings(self.response_ids).unsqueeze(0).expand(batch_size, -1, -1)
+        history = self.input_projection(self.item_embedding(item_seq)).to(instruction.dtype)
+        content = torch.cat([instruction, history, response], dim=1)  # history right-padded inside
+
+        n_instruction = instruction.size(1)
+        total = content.size(1)
+        lengths = item_seq_len.view(-1, 1)
+        position = torch.arange(total, device=item_seq.device).view(1, -1)
+        offset = position - (max_len - lengths)  # index into the unpadded content
+        is_token = offset >= 0
+        source = torch.where(offset < n_instruction + lengths, offset, offset - lengths + max_len)
+        source = source.clamp(min=0)
+        embeddings = content.gather(1, source.unsqueeze(-1).expand(-1, -1, content.size(-1)))
+        embeddings = embeddings * is_token.unsqueeze(-1).to(embeddings.dtype)
+        return embeddings, is_token.long()
+
+    def forward(self, item_seq, item_seq_len):
+        """User state: the last position's final hidden state, (B, D) in float32."""
+        embeddings, attention_mask = self._input_embeddings(item_seq, item_seq_len)
+        position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+        output = self.backbone(inputs_embeds=embeddings, attention_mask=attention_mask, position_ids=position_ids)
+        return output.last_hidden_state[:, -1].float()
+
+    def item_logits(self, interaction):
+        """``y_l``: scores of every item, (B, n_items), column 0 the padding item."""
+        user_state = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return self.output_projection(user_state)
+
+    def calculate_loss(self, interaction, teacher_logits=None):
+        """Eq. 2 (CE over all items); with CRM ``teacher_logits`` (B, n_items) Eq. 5."""
+        logits = self.item_logits(interaction)
+        target = interaction[self.POS_ITEM_ID]
+        rec_loss = self.loss_fct(logits, target)
+        if teacher_logits is None:
+            return rec_loss
+        kl, weight = distillation_terms(logits, teacher_logits, target, self.distill_temperature, self.sample_weight)
+        return distillation_objective(rec_loss, kl, weight, self.distill_gamma)
+
+    def predict(self, interaction):
+        return self.item_logits(interaction).gather(1, interaction[self.ITEM_ID].view(-1, 1)).squeeze(1)
+
+    def full_sort_predict(self, interaction):
+        return self.item_logits(interaction)
+
+    # RecBole checkpoints: everything but the frozen backbone (a 7B backbone is ~15 GB).
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", "")
+        for key in [k for k in state if k[len(prefix):] in self._frozen_keys]:
+            del state[key]
+        return state
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [key for key in result.missing_keys if key not in self._frozen_keys]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(
+                f"E4SRec state dict does not fit: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+            )
+        return result
+
+    # Deployable artefacts: peft adapter + projections + item embeddings.
+    def save_artifacts(self, directory):
+        """Write ``adapter/`` (peft safetensors), the projections and E; atomically."""
+        directory = Path(directory)
+        temporary = directory.with_name(directory.name + f".tmp{os.getpid()}")
+        shutil.rmtree(temporary, ignore_errors=True)
+        self.backbone.save_pretrained(temporary / ADAPTER_DIR)
+        tensors = {
+            name: tensor.detach().cpu().contiguous()
+            for name, tensor in super().state_dict().items()
+            if name.split(".")[0] in ("input_projection", "output_projection", "item_embedding")
+        }
+        save_file(tensors, temporary / PROJECTIONS_FILE)
+        meta = {"n_items": self.n_items, "embedding_size": self.embedding_size}
+        (temporary / META_FILE).write_text(json.dumps(meta, indent=2))
+        if directory.exists():
+            previous = directory.with_name(directory.name + ".previous")
+            shutil.rmtree(previous, ignore_errors=True)
+            os.replace(directory, previous)
+            os.replace(temporary, directory)
+            shutil.rmtree(previous)
+        else:
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temporary, directory)
+        return directory
+
+    def load_artifacts(self, directory):
+        """Restore what :meth:`save_artifacts` wrote; refuses artefacts of another data set."""
+        directory = Path(directory)
+        meta_file = directory / META_FILE
+        if not meta_file.is_file():
+            raise LLMD4RecError(f"{directory} holds no E4SRec artefacts ({META_FILE} missing)")
+        meta = json.loads(meta_file.read_text())
+        expected = {"n_items": self.n_items, "embedding_size": self.embedding_size}
+        if meta != expected:
+            raise LLMD4RecError(f"E4SRec artefacts in {directory} were saved for {meta}, this model has {expected}")
+        adapter = load_file(directory / ADAPTER_DIR / "adapter_model.safetensors", device="cpu")
+        result = set_peft_model_state_dict(self.backbone, adapter)
+        if getattr(result, "unexpected_keys", None):
+            raise LLMD4RecError(f"the LoRA adapter in {directory} does not fit this backbone")
+        super().load_state_dict(load_file(directory / PROJECTIONS_FILE, device="cpu"), strict=False)
+
+
+def crm_item_embeddings(checkpoint_path, n_items, embedding_size):
+    """``E`` from a SASRec/SASRecD RecBole checkpoint, checked against the data set and size."""
+    from recbole_llmd4rec.quick_start import load_checkpoint
+
+    state = load_checkpoint(str(checkpoint_path))["state_dict"]
+    if CRM_EMBEDDING_KEY not in state:
+        raise LLMD4RecError(f"{checkpoint_path} has no '{CRM_EMBEDDING_KEY}': not a SASRec/SASRecD checkpoint")
+    weight = state[CRM_EMBEDDING_KEY]
+    if weight.shape[0] != n_items:
+        raise LLMD4RecError(
+            f"{checkpoint_path} has {weight.shape[0] - 1} items, this data set has {n_items - 1}: "
+            f"it was trained on another data set"
+        )
+    if weight.shape[1] != embedding_size:
+        raise LLMD4RecError(
+            f"{checkpoint_path} has item embeddings of size {weight.shape[1]}, E4SRec's embedding_size is "
+            f"{embedding_size}: set embedding_size to match the CRM"
+        )
+    return weight
