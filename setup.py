@@ -45,6 +45,8 @@ setup(
         "peft>=0.17",
         "pyyaml>=5.1",
         "colorama>=0.4.4",
+        # The per-round plot of an LLMD4Rec run (rounds.png).
+        "matplotlib>=3.5",
     ],
     extras_require={"test": ["pytest>=7"]},
 )

@@ -109,6 +109,12 @@ class Config(RecBoleConfig):
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
         self._cmd_args = list(cmd_args or [])
+        # What the user gave, kept so a composite model can build its parts' configs.
+        self.user_layers = {
+            "config_file_list": list(config_file_list or []),
+            "config_dict": dict(config_dict or {}),
+            "cmd_args": list(self._cmd_args),
+        }
         for file in config_file_list or []:
             if not os.path.isfile(file):
                 raise ConfigError(f"config file not found: {file}")
@@ -116,6 +122,22 @@ class Config(RecBoleConfig):
             super().__init__(model, dataset, config_file_list, config_dict)
         except yaml.YAMLError as exc:
             raise ConfigError(f"a config file is not valid yaml: {exc}".replace("\n", " ")) from None
+
+    def for_model(self, model, overrides=None):
+        """The config ``model`` gets from the same user inputs, then ``overrides`` on top.
+
+        LLMD4Rec builds its SASRecD and E4SRec with this: each part starts from its own
+        yaml defaults, sees every key the user set, and takes the ``crm:`` / ``llm:``
+        section of the LLMD4Rec config last.
+        """
+        layers = self.user_layers
+        config_dict = {key: value for key, value in layers["config_dict"].items() if key != "model"}
+        cmd_args = [arg for arg in layers["cmd_args"] if not arg.startswith("--model=")]
+        config = Config(model, self.dataset, layers["config_file_list"], config_dict, cmd_args)
+        for key, value in (overrides or {}).items():
+            check_value_type(key, config.final_config_dict.get(key), value)
+            config[key] = value
+        return config
 
     def _convert_config_dict(self, config_dict):
         """Read string values as Python literals; RecBole ``eval``s them, which runs code

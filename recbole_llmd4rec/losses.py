@@ -41,13 +41,17 @@ def distill_kl(student_logits, teacher_logits, temperature):
     """Per-sample KL(softmax(teacher / T) || softmax(student / T)), Eq. 3 (T1) and Eq. 7 (T2).
 
     Computed from log-softmax on both sides for numerical stability; teacher logits carry
-    no gradient. Returns a (B,) tensor. No T^2 factor (the paper has none).
+    no gradient. A teacher logit of -inf (an item outside a top-K teacher's support) has
+    probability 0 and adds nothing. Returns a (B,) tensor. No T^2 factor (the paper has none).
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     student_log_probs = F.log_softmax(student_logits / temperature, dim=-1)
     teacher_log_probs = F.log_softmax(teacher_logits.detach() / temperature, dim=-1)
-    return F.kl_div(student_log_probs, teacher_log_probs, reduction="none", log_target=True).sum(dim=-1)
+    teacher_probs = teacher_log_probs.exp()
+    in_support = teacher_probs > 0
+    teacher_log_probs = torch.where(in_support, teacher_log_probs, torch.zeros_like(teacher_log_probs))
+    return (teacher_probs * (teacher_log_probs - student_log_probs)).sum(dim=-1)
 
 
 def distillation_objective(rec_loss, kl, weight, coefficient):

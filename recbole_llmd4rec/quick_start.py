@@ -75,8 +75,10 @@ def run_llmd4rec(model=None, dataset=None, config_file_list=None, config_dict=No
     logger.info(model)
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    # A trainer that reports on the test split during training (MutualDistillTrainer) says so.
+    extra = {"test_data": test_data} if getattr(trainer, "needs_test_data", False) else {}
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"], **extra
     )
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
 
@@ -89,6 +91,16 @@ def run_llmd4rec(model=None, dataset=None, config_file_list=None, config_dict=No
         "test_result": test_result,
         "saved_model_file": trainer.saved_model_file if saved else None,
     }
+
+
+def atomic_torch_save(obj, path):
+    """``torch.save`` to a temporary file, then rename: a killed run never leaves half a file."""
+    path = str(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = f"{path}.tmp{os.getpid()}"
+    torch.save(obj, temporary)
+    os.replace(temporary, path)
+    return path
 
 
 def load_checkpoint(model_file):

@@ -1,14 +1,30 @@
-"""Trainers of the plugin. ``get_trainer`` picks ``<Model>Trainer`` from here first."""
+"""Trainers of the plugin. ``get_trainer`` picks ``<Model>Trainer`` from here first.
+
+- ``PhaseTrainer``: RecBole's Trainer for one student, optionally with a teacher store
+  (teacher logits looked up per batch) and gradient accumulation over micro batches.
+- ``E4SRecTrainer``: the PhaseTrainer E4SRec gets alone (micro batches, no teacher).
+- ``MutualDistillTrainer`` (``--model=LLMD4Rec``): Algorithm 1 of LLMD4Rec, resumable.
+- ``S3RecTrainer``: RecBole's S3Rec trainer, pre-training then fine-tuning in one run.
+"""
 
 import copy
+import hashlib
 import os
+import time
+from logging import getLogger
+from pathlib import Path
 
 import torch
+from recbole.data.utils import get_dataloader
+from recbole.trainer import AbstractTrainer, Trainer
 from recbole.trainer import S3RecTrainer as RecBoleS3RecTrainer
-from recbole.trainer import Trainer
-from recbole.utils import set_color
+from recbole.utils import dict2str, init_seed, set_color
 
-from recbole_llmd4rec.errors import ConfigError
+from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
+from recbole_llmd4rec.export import export_item_embeddings, export_sasrec_checkpoint
+from recbole_llmd4rec.quick_start import atomic_torch_save, load_checkpoint
+from recbole_llmd4rec.report import RoundReport
+from recbole_llmd4rec.teacher import INSTANCE_ID, TeacherStore, add_instance_ids
 
 
 def accumulate_over_micro_batches(loss_func, micro_batch_size):
@@ -34,19 +50,240 @@ def accumulate_over_micro_batches(loss_func, micro_batch_size):
     return loss_in_micro_batches
 
 
-class E4SRecTrainer(Trainer):
-    """RecBole's trainer with gradient accumulation: ``train_batch_size`` sequences per step,
-    ``micro_batch_size`` per forward pass (the paper's total batch of 128 on small memory)."""
+def check_micro_batch_size(config):
+    micro_batch_size = config["micro_batch_size"]
+    if not isinstance(micro_batch_size, int) or isinstance(micro_batch_size, bool) or micro_batch_size < 1:
+        raise ConfigError(f"micro_batch_size must be a positive int, got {micro_batch_size!r}")
+    return micro_batch_size
+
+
+class PhaseTrainer(Trainer):
+    """RecBole's Trainer for one student; with a ``teacher`` store its loss gets the
+    teacher's logits for the batch, and with ``micro_batch_size`` gradients accumulate."""
+
+    def __init__(self, config, model, teacher=None, micro_batch_size=None, saved_model_file=None):
+        super().__init__(config, model)
+        self.teacher = teacher
+        self.micro_batch_size = micro_batch_size
+        if saved_model_file is not None:
+            self.saved_model_file = str(saved_model_file)
+
+    def _student_loss(self, interaction):
+        if self.teacher is None:
+            return self.model.calculate_loss(interaction)
+        teacher_logits = self.teacher.lookup(interaction[INSTANCE_ID], self.device)
+        return self.model.calculate_loss(interaction, teacher_logits=teacher_logits)
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        loss_func = loss_func or self._student_loss
+        if self.micro_batch_size:
+            loss_func = accumulate_over_micro_batches(loss_func, self.micro_batch_size)
+        return super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
+
+
+class E4SRecTrainer(PhaseTrainer):
+    """E4SRec alone: ``train_batch_size`` sequences per step, ``micro_batch_size`` per pass
+    (the paper's total batch of 128 on small memory)."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model, micro_batch_size=check_micro_batch_size(config))
+
+
+# Config keys that change neither the training nor the results of an LLMD4Rec run.
+RUN_IRRELEVANT_KEYS = {"show_progress", "state", "verbose", "gpu_id", "device", "worker", "log_wandb",
+                       "wandb_project", "checkpoint_dir", "config_files", "local_rank", "single_spec"}
+
+
+def run_fingerprint(*configs):
+    """A short hash of every setting that shapes a run, to name its folder."""
+    text = repr([sorted((k, repr(v)) for k, v in c.final_config_dict.items() if k not in RUN_IRRELEVANT_KEYS)
+                 for c in configs])
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+class MutualDistillTrainer(AbstractTrainer):
+    """Algorithm 1 of LLMD4Rec on an ``LLMD4Rec`` model (``crm``: SASRecD, ``llm``: E4SRec).
+
+    Every step below is one checkpointed unit: after it finishes, both models, the round
+    table and the list of finished steps are written atomically to ``state.pth`` in the
+    run's folder. Rerunning the same command resumes after the last finished step and,
+    as every step starts from a seed of its own, ends with the same table.
+    """
+
+    needs_test_data = True
 
     def __init__(self, config, model):
         super().__init__(config, model)
-        self.micro_batch_size = config["micro_batch_size"]
-        if not isinstance(self.micro_batch_size, int) or self.micro_batch_size < 1:
-            raise ConfigError(f"micro_batch_size must be a positive int, got {self.micro_batch_size!r}")
+        self.logger = getLogger()
+        self.device = config["device"]
+        self.crm, self.llm = model.crm, model.llm
+        self.crm_config, self.llm_config = model.crm_config, model.llm_config
+        self.micro_batch_size = check_micro_batch_size(self.llm_config)
+        self.run_dir = Path(config["checkpoint_dir"]) / (
+            f"LLMD4Rec-{config['dataset']}-{run_fingerprint(config, self.crm_config, self.llm_config)}"
+        )
+        self.state_file = self.run_dir / "state.pth"
+        self.report = RoundReport()
+        self.finished_steps = []
+        self.teacher_passes = {}  # phase name -> teacher forward batches (one pass per phase)
+        self.saved_model_file = str(self.run_dir / "sasrec_distilled.pth")
+        self.crm_evaluator = Trainer(self.crm_config, self.crm)
+        self.llm_evaluator = Trainer(self.llm_config, self.llm)
 
-    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        loss_func = accumulate_over_micro_batches(loss_func or self.model.calculate_loss, self.micro_batch_size)
-        return super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
+    # ---- Algorithm 1 ------------------------------------------------------------------
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False,
+            callback_fn=None, test_data=None):
+        if valid_data is None or test_data is None:
+            raise LLMD4RecError("MutualDistillTrainer.fit needs valid_data and test_data")
+        self.train_dataset, self.valid_data, self.test_data = train_data._dataset, valid_data, test_data
+        self.show_progress = show_progress
+        add_instance_ids(self.train_dataset)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._resume()
+        config = self.config
+
+        # Step 1: pretrain the CRM alone (or take crm_checkpoint), then evaluate it: round 0.
+        self._run_step("round0_crm", self._pretrain_crm)
+        # Step 2 (initialise E4SRec from the CRM's item embeddings) happens in round 1's step 3a.
+        for t in range(1, config["mutual_rounds"] + 1):
+            # Step 3a: embedding update; step 3b: LLM phase with the frozen CRM as teacher.
+            self._run_step(f"round{t}_llm", lambda t=t: self._llm_phase(t))
+            # Step 3c: CRM phase with the frozen LLM as teacher; step 3d: evaluate both.
+            self._run_step(f"round{t}_crm", lambda t=t: self._crm_phase(t))
+
+        # Step 4: keep both models.
+        self._export()
+        self.logger.info(set_color("LLMD4Rec rounds", "yellow") + "\n" + self.report.table())
+        final_round = config["mutual_rounds"]
+        best_valid_result = self.report.result(final_round, "CRM", "valid")
+        return best_valid_result[config["valid_metric"].lower()], best_valid_result
+
+    def _pretrain_crm(self):
+        if self.config["crm_checkpoint"]:
+            seconds, epochs = 0.0, 0  # loaded by LLMD4Rec from crm_checkpoint
+        else:
+            seconds, epochs = self._train_phase("round0_crm", self.crm, self.crm_config, teacher=None)
+        self._evaluate_round(0, "CRM", seconds, epochs)
+
+    def _llm_phase(self, t):
+        if t == 1 or self.config["embedding_update"]:
+            self.model.update_llm_item_embeddings()
+        directions = self.config["directions"]
+        if directions in ("both", "crm_to_llm"):
+            self.llm_phase_record = self._train_phase(f"round{t}_llm", self.llm, self.llm_config, teacher=self.crm)
+        elif t == 1:  # llm_to_crm: E4SRec is trained once, on its own loss, to become the teacher
+            self.llm_phase_record = self._train_phase(f"round{t}_llm", self.llm, self.llm_config, teacher=None)
+        else:
+            self.llm_phase_record = (0.0, 0)
+
+    def _crm_phase(self, t):
+        if self.config["directions"] in ("both", "llm_to_crm"):
+            crm_record = self._train_phase(f"round{t}_crm", self.crm, self.crm_config, teacher=self.llm)
+        else:
+            crm_record = (0.0, 0)
+        self._evaluate_round(t, "LLM", *self.llm_phase_record)
+        self._evaluate_round(t, "CRM", *crm_record)
+
+    # ---- one phase: a student trained to early stopping against a frozen teacher ----------
+    def _train_phase(self, name, student, student_config, teacher):
+        started = time.time()
+        store = None
+        if teacher is not None:
+            store = TeacherStore.build(
+                teacher, self.train_dataset, str(self.run_dir / f"{name}_teacher.npy"),
+                self.config["teacher_batch_size"], self.device,
+                topk=self.config["teacher_topk"] if self.config["teacher_store"] == "topk" else None,
+            )
+            self.teacher_passes[name] = store.forward_passes
+        train_loader = get_dataloader(student_config, "train")(
+            student_config, self.train_dataset, None, shuffle=student_config["shuffle"]
+        )
+        phase = PhaseTrainer(
+            student_config, student, teacher=store,
+            micro_batch_size=self.micro_batch_size if student is self.llm else None,
+            saved_model_file=self.run_dir / f"{name}_best.pth",
+        )
+        self.logger.info(set_color(f"LLMD4Rec phase {name}", "green") +
+                         f": {type(student).__name__}, teacher {type(teacher).__name__ if teacher else 'none'}")
+        try:
+            phase.fit(train_loader, self.valid_data, saved=True, show_progress=self.show_progress)
+        except ValueError as exc:
+            if "nan" not in str(exc).lower():
+                raise
+            raise LLMD4RecError(
+                f"phase {name} stopped: the training loss became NaN; the last finished phase is kept in "
+                f"{self.state_file} (lower the learning rate or a distillation coefficient and rerun)"
+            ) from None
+        finally:
+            if store is not None:
+                store.close()
+        if os.path.isfile(phase.saved_model_file):  # back to the phase's best epoch
+            student.load_state_dict(load_checkpoint(phase.saved_model_file)["state_dict"])
+            os.remove(phase.saved_model_file)
+        return time.time() - started, len(phase.train_loss_dict)
+
+    def _evaluate_round(self, t, model_name, seconds, epochs):
+        evaluator = self.crm_evaluator if model_name == "CRM" else self.llm_evaluator
+        for split, data in (("valid", self.valid_data), ("test", self.test_data)):
+            result = evaluator.evaluate(data, load_best_model=False, show_progress=self.show_progress)
+            self.report.add(t, model_name, split, result, seconds, epochs)
+            self.logger.info(f"round {t} {model_name} {split}: {dict2str(result)}")
+
+    # ---- checkpoints and resume ----------------------------------------------------------
+    def _run_step(self, name, step):
+        if name in self.finished_steps:
+            self.logger.info(f"LLMD4Rec step {name}: finished in an earlier run, skipped")
+            return
+        init_seed(self.config["seed"] + len(self.finished_steps), self.config["reproducibility"])
+        step()
+        self.finished_steps.append(name)
+        atomic_torch_save(
+            {
+                "finished_steps": list(self.finished_steps),
+                "rows": self.report.rows,
+                "llm_phase_record": list(getattr(self, "llm_phase_record", (0.0, 0))),
+                "crm": self.crm.state_dict(),
+                "llm": self.llm.state_dict(),
+            },
+            self.state_file,
+        )
+
+    def _resume(self):
+        if not self.state_file.is_file():
+            return
+        state = load_checkpoint_state(self.state_file)
+        self.crm.load_state_dict(state["crm"])
+        self.llm.load_state_dict(state["llm"])
+        self.finished_steps = list(state["finished_steps"])
+        self.report = RoundReport(state["rows"])
+        self.llm_phase_record = tuple(state["llm_phase_record"])
+        self.logger.info(f"LLMD4Rec: resuming {self.run_dir} after {self.finished_steps[-1]}")
+
+    # ---- what the run leaves behind ------------------------------------------------------
+    def _export(self):
+        self.report.write(self.run_dir)
+        self.report.plot(str(self.run_dir / "rounds.png"))
+        export_sasrec_checkpoint(self.crm, self.crm_config, self.saved_model_file)
+        self.llm.save_artifacts(self.run_dir / "e4srec")
+        export_item_embeddings(self.crm.item_embedding.weight, self.train_dataset,
+                               str(self.run_dir / "item_embeddings.itememb"))
+        self.logger.info(f"LLMD4Rec outputs in {self.run_dir}: rounds.csv/json/png, sasrec_distilled.pth, "
+                         f"e4srec/, item_embeddings.itememb")
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        """The distilled CRM (LLMD4Rec_C) on ``eval_data``."""
+        return self.crm_evaluator.evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+
+LLMD4RecTrainer = MutualDistillTrainer  # get_trainer finds trainers as <Model>Trainer
+
+
+def load_checkpoint_state(path):
+    """A run's ``state.pth`` through the allow-list reader, with a clear error when broken."""
+    try:
+        return torch.load(str(path), map_location="cpu")
+    except Exception as exc:  # a truncated or foreign file
+        raise LLMD4RecError(f"cannot read {path} ({type(exc).__name__}); delete it to start the run over") from None
 
 
 class S3RecTrainer(RecBoleS3RecTrainer):

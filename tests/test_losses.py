@@ -76,3 +76,18 @@ def test_distillation_objective_weights_per_sample_then_averages():
     weight = torch.tensor([2.0, 0.5])
     # 2 + 0.5 * mean([2.0, 1.5]) = 2.875
     assert distillation_objective(rec_loss, kl, weight, 0.5).item() == pytest.approx(2.875)
+
+
+def test_distill_kl_over_a_top_k_teacher_is_the_kl_to_the_renormalised_top_k():
+    student = torch.tensor([[0.5, 1.0, -0.3, 2.0, 0.0]])
+    full_teacher = torch.tensor([[3.0, 1.0, 2.5, -1.0, 0.2]])
+    top_k = torch.full_like(full_teacher, float("-inf"))
+    top_k[0, [0, 2]] = full_teacher[0, [0, 2]]  # the teacher's top-2 items
+    kl = distill_kl(student, top_k, 0.6)
+    p_t = torch.softmax(full_teacher[0, [0, 2]] / 0.6, dim=0)  # renormalised over the K items
+    log_p_s = torch.log_softmax(student[0] / 0.6, dim=0)[[0, 2]]  # the student's full softmax
+    expected = (p_t * (p_t.log() - log_p_s)).sum()
+    assert kl.item() == pytest.approx(expected.item(), rel=1e-6)
+    student.requires_grad_(True)
+    distill_kl(student, top_k, 0.6).sum().backward()
+    assert torch.isfinite(student.grad).all()
