@@ -18,6 +18,8 @@ The module must be imported before anything from ``recbole`` (the package
 3. recbole 1.2.1 switches on autograd anomaly detection for the whole process at import
    time (``recbole/model/sequential_recommender/sine.py``). It checks every gradient for
    NaN and costs ~40% of a SASRec step; switching it back off changes no result.
+4. recbole 1.2.1 restores ``np.float``, ``np.int``, ... only when a ``Config`` is built;
+   its evaluator needs them also after ``load_data_and_model``, which builds none.
 """
 
 import functools
@@ -195,8 +197,18 @@ def _switch_off_anomaly_detection():
     torch.autograd.set_detect_anomaly(False)
 
 
+def _recbole_numpy_aliases():
+    """recbole 1.2.1 sets ``np.float``, ``np.int``, ... inside ``Config.__init__`` only; a
+    checkpoint unpickled without building a Config (``load_data_and_model``) then fails in
+    the evaluator's ``np.float``. Run RecBole's own alias setting once at import."""
+    from recbole.config import Config
+
+    Config.compatibility_settings(None)
+
+
 def apply():
     _restore_numpy_aliases()
+    _recbole_numpy_aliases()
     # ray 2.6.3 imports pkg_resources, which warns on every import since setuptools 67.
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     _allow_recbole_checkpoint_globals()

@@ -1,0 +1,193 @@
+"""LLMD4Rec end to end on the tiny data set: Algorithm 1, switches, exports, resume, refusals."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+from recbole_llmd4rec import run_llmd4rec
+from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
+from recbole_llmd4rec.model.sasrecd import SASRecD
+from recbole_llmd4rec.trainer import MutualDistillTrainer
+
+TIMING = ("phase_seconds",)
+
+
+@pytest.fixture(scope="module")
+def llm_cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("llm_cache"))
+
+
+@pytest.fixture
+def run(tiny, llm_cache, workdir):
+    """Run LLMD4Rec on the tiny data set; returns (result, trainer) for inspection."""
+    trainers = []
+    original_init = MutualDistillTrainer.__init__
+
+    def remember(self, config, model):
+        original_init(self, config, model)
+        trainers.append(self)
+
+    def go(checkpoint_dir="saved", **overrides):
+        config_dict = {
+            **tiny["config_dict"], "checkpoint_dir": str(workdir / checkpoint_dir), "llm_cache_dir": llm_cache,
+            "epochs": 1, "llm": {"train_batch_size": 64, "micro_batch_size": 32}, **overrides,
+        }
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(MutualDistillTrainer, "__init__", remember)
+            result = run_llmd4rec("LLMD4Rec", "tiny", tiny["config_file_list"], config_dict)
+        return result, trainers[-1]
+
+    return go
+
+
+def _table(trainer):
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in trainer.report.rows]
+
+
+def test_two_rounds_give_the_full_table_and_exports(run):
+    result, trainer = run()
+    keys = [(row["round"], row["model"], row["split"]) for row in trainer.report.rows]
+    assert keys == [(0, "CRM", "valid"), (0, "CRM", "test"),
+                    (1, "LLM", "valid"), (1, "LLM", "test"), (1, "CRM", "valid"), (1, "CRM", "test"),
+                    (2, "LLM", "valid"), (2, "LLM", "test"), (2, "CRM", "valid"), (2, "CRM", "test")]
+    final = trainer.report.result(2, "CRM", "test")
+    assert {k: round(float(v), 4) for k, v in result["test_result"].items()} == pytest.approx(final)
+    for name in ("rounds.csv", "rounds.json", "rounds.png", "sasrec_distilled.pth", "item_embeddings.itememb",
+                 "e4srec/adapter/adapter_model.safetensors", "e4srec/projections.safetensors"):
+        assert (trainer.run_dir / name).exists(), name
+    # One teacher pass per distillation phase, never one per epoch.
+    instances = len(trainer.train_dataset)
+    batches = math.ceil(instances / trainer.config["teacher_batch_size"])
+    assert trainer.teacher_passes == {"round1_llm": batches, "round1_crm": batches,
+                                      "round2_llm": batches, "round2_crm": batches}
+
+
+def test_exported_sasrec_loads_in_stock_recbole_and_reproduces_the_test_result(run):
+    result, trainer = run()
+    script = f"""
+import sys, json
+import recbole_llmd4rec.compat  # numpy 2 / torch >= 2.6 shims only
+from recbole.quick_start import load_data_and_model
+from recbole.trainer import Trainer
+config, model, dataset, train_data, valid_data, test_data = load_data_and_model({result['saved_model_file']!r})
+assert type(model).__module__ == 'recbole.model.sequential_recommender.sasrec', type(model)
+assert not any(name.startswith('recbole_llmd4rec.model') for name in sys.modules), 'plugin models imported'
+print(json.dumps({{k: float(v) for k, v in Trainer(config, model).evaluate(test_data, load_best_model=False).items()}}))
+"""
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                               cwd=trainer.run_dir, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    import json
+
+    reloaded = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert reloaded == pytest.approx(trainer.report.result(2, "CRM", "test"), abs=1e-4)
+
+
+def test_same_seed_twice_gives_the_same_table(run):
+    _, first = run("first")
+    _, second = run("second")
+    assert _table(first) == _table(second)
+
+
+def test_kill_and_resume_reaches_the_uninterrupted_table(run, monkeypatch):
+    _, uninterrupted = run("whole")
+
+    original = MutualDistillTrainer._crm_phase
+
+    def killed_in_round_two(self, t):
+        if t == 2:
+            raise KeyboardInterrupt
+        return original(self, t)
+
+    monkeypatch.setattr(MutualDistillTrainer, "_crm_phase", killed_in_round_two)
+    with pytest.raises(KeyboardInterrupt):
+        run("killed")
+    monkeypatch.setattr(MutualDistillTrainer, "_crm_phase", original)
+    _, resumed = run("killed")
+    assert resumed.finished_steps == ["round0_crm", "round1_llm", "round1_crm", "round2_llm", "round2_crm"]
+    assert _table(resumed) == _table(uninterrupted)
+
+
+def test_llm_to_crm_trains_the_llm_once(run):
+    _, trainer = run(directions="llm_to_crm")
+    epochs = {(row["round"], row["model"]): row["epochs"] for row in trainer.report.rows}
+    assert epochs[(1, "LLM")] > 0 and epochs[(2, "LLM")] == 0
+    assert trainer.report.result(1, "LLM", "test") == trainer.report.result(2, "LLM", "test")
+    assert "round1_llm" not in trainer.teacher_passes  # its one training had no teacher
+
+
+def test_crm_to_llm_leaves_the_pretrained_crm(run):
+    _, trainer = run(directions="crm_to_llm")
+    assert trainer.report.result(2, "CRM", "test") == trainer.report.result(0, "CRM", "test")
+    assert set(trainer.teacher_passes) == {"round1_llm", "round2_llm"}
+
+
+def test_embedding_update_switch(run):
+    _, updated = run("updated")
+    _, frozen = run("frozen", embedding_update=False)
+    # With the update, E4SRec ends with the E the CRM had after round 1; without, with round 0's.
+    assert not torch.equal(updated.llm.item_embedding.weight, frozen.llm.item_embedding.weight)
+    assert not torch.equal(frozen.llm.item_embedding.weight, frozen.crm.item_embedding.weight)
+
+
+def test_sample_weight_off_reaches_both_models(run, monkeypatch):
+    weights = []
+    import recbole_llmd4rec.model.sasrecd as sasrecd
+
+    original = sasrecd.distillation_terms
+
+    def spy(*args):
+        kl, weight = original(*args)
+        weights.append(weight)
+        return kl, weight
+
+    monkeypatch.setattr(sasrecd, "distillation_terms", spy)
+    import recbole_llmd4rec.model.e4srec as e4srec
+
+    monkeypatch.setattr(e4srec, "distillation_terms", spy)
+    _, trainer = run(sample_weight=False, mutual_rounds=1)
+    assert weights and all(torch.equal(w, torch.ones_like(w)) for w in weights)
+    assert not trainer.crm.sample_weight and not trainer.llm.sample_weight
+
+
+@pytest.mark.parametrize(
+    "overrides, error, message",
+    [({"mutual_rounds": 0}, ConfigError, "mutual_rounds must be an int >= 1"),
+     ({"directions": "sideways"}, ConfigError, "directions must be one of"),
+     ({"crm": {"distill_temperature": -1.0}}, ConfigError, "distill_temperature must be > 0"),
+     ({"distill_gamma": -0.5}, ConfigError, "distill_gamma must be >= 0"),
+     ({"distill_beta": -0.5}, ConfigError, "distill_beta must be >= 0")],
+)
+def test_nonsense_settings_are_refused_before_training(run, workdir, overrides, error, message):
+    with pytest.raises(error, match=message):
+        run(**overrides)
+    assert not list(workdir.glob("saved/LLMD4Rec-*/state.pth"))
+
+
+def test_teacher_checkpoint_of_another_data_set_is_refused(run, tiny, workdir, tmp_path):
+    crm = run_llmd4rec("SASRec", **tiny)
+    checkpoint = torch.load(crm["saved_model_file"])
+    checkpoint["state_dict"]["item_embedding.weight"] = torch.zeros(77, 16)
+    torch.save(checkpoint, tmp_path / "other.pth")
+    with pytest.raises(LLMD4RecError, match="does not fit"):
+        run(crm_checkpoint=str(tmp_path / "other.pth"))
+
+
+def test_a_nan_loss_stops_the_phase_and_keeps_the_last_checkpoint(run, workdir, monkeypatch):
+    from recbole_llmd4rec.trainer import load_checkpoint_state
+
+    original = SASRecD.calculate_loss
+
+    def nan_with_teacher(self, interaction, teacher_logits=None):
+        loss = original(self, interaction, teacher_logits)
+        return loss * float("nan") if teacher_logits is not None else loss
+
+    monkeypatch.setattr(SASRecD, "calculate_loss", nan_with_teacher)
+    with pytest.raises(LLMD4RecError, match="round1_crm stopped: the training loss became NaN"):
+        run()
+    (state_file,) = workdir.glob("saved/LLMD4Rec-*/state.pth")
+    assert load_checkpoint_state(state_file)["finished_steps"] == ["round0_crm", "round1_llm"]
