@@ -10,7 +10,7 @@ Any ``--key=value`` overrides a config key. Bad input ends in one ``error:`` lin
 import argparse
 import sys
 
-MAIN_JOB_MODEL = "SASRec"
+MAIN_JOB_MODEL = "LLMD4Rec"
 MAIN_JOB_DATASET = "ml-100k"
 MAIN_JOB_CONFIG = "main_job.yaml"  # in properties/: the main job's CPU-sized budget
 

