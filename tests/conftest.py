@@ -43,3 +43,18 @@ def run_script(*args, cwd=None, timeout=600):
         [sys.executable, str(REPO / "run_llmd4rec.py"), *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def train_steps(model, batch, steps, lr=3e-3):
+    """A few Adam steps of ``model.calculate_loss`` on one batch; returns the losses."""
+    import torch
+
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = model.calculate_loss(batch)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

@@ -4,6 +4,7 @@ import pytest
 import torch
 from recbole.utils import init_seed
 
+from conftest import train_steps
 from recbole_llmd4rec import Config, run_llmd4rec
 from recbole_llmd4rec.errors import LLMD4RecError
 from recbole_llmd4rec.model.e4srec import E4SRec
@@ -39,14 +40,7 @@ def test_only_adapters_and_projections_train(e4srec_setup):
 def test_loss_goes_down_and_full_sort_scores_every_item(e4srec_setup):
     config, dataset, batch = e4srec_setup()
     model = E4SRec(config, dataset)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    losses = []
-    for _ in range(8):
-        optimizer.zero_grad()
-        loss = model.calculate_loss(batch)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = train_steps(model, batch, steps=8)
     assert losses[-1] < losses[0]
     model.eval()
     with torch.no_grad():

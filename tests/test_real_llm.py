@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import train_steps
 from recbole_llmd4rec import Config
 from recbole_llmd4rec.model.e4srec import E4SRec
 from recbole_llmd4rec.quick_start import load_dataset
@@ -41,12 +42,5 @@ def test_e4srec_trains_on_pretrained_smollm2(tiny):
     model = E4SRec(config, train_data._dataset)
     assert model.backbone.config.hidden_size == 576  # SmolLM2-135M, not the tiny default
     batch = next(iter(train_data))[:8]
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    losses = []
-    for _ in range(3):
-        optimizer.zero_grad()
-        loss = model.calculate_loss(batch)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = train_steps(model, batch, steps=3)
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
