@@ -18,7 +18,7 @@ import torch
 from recbole.data.utils import get_dataloader
 from recbole.trainer import AbstractTrainer, Trainer
 from recbole.trainer import S3RecTrainer as RecBoleS3RecTrainer
-from recbole.utils import dict2str, init_seed, set_color
+from recbole.utils import calculate_valid_score, dict2str, init_seed, set_color
 
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
 from recbole_llmd4rec.export import export_item_embeddings, export_sasrec_checkpoint
@@ -103,6 +103,11 @@ def run_fingerprint(*configs):
 
 class MutualDistillTrainer(AbstractTrainer):
     """Algorithm 1 of LLMD4Rec on an ``LLMD4Rec`` model (``crm``: SASRecD, ``llm``: E4SRec).
+
+    Each phase trains its student to early stopping on the validation metric (RecBole's
+    ``stopping_step``) and keeps its best weights, where the weights the phase started
+    from count as a candidate [decided: the paper says "until convergence"; this way a
+    phase whose teacher does not help leaves its student as it was].
 
     Every step below is one checkpointed unit: after it finishes, both models, the round
     table and the list of finished steps are written atomically to ``state.pth`` in the
@@ -205,6 +210,12 @@ class MutualDistillTrainer(AbstractTrainer):
         )
         self.logger.info(set_color(f"LLMD4Rec phase {name}", "green") +
                          f": {type(student).__name__}, teacher {type(teacher).__name__ if teacher else 'none'}")
+        # The weights a phase starts from are its first candidate: early stopping keeps
+        # them unless an epoch validates better, so a phase never ends worse on valid.
+        start_result = phase.evaluate(self.valid_data, load_best_model=False, show_progress=self.show_progress)
+        phase.best_valid_score = calculate_valid_score(start_result, phase.valid_metric)
+        phase.best_valid_result = start_result
+        phase._save_checkpoint(-1, verbose=False)
         try:
             phase.fit(train_loader, self.valid_data, saved=True, show_progress=self.show_progress)
         except ValueError as exc:

@@ -191,3 +191,16 @@ def test_a_nan_loss_stops_the_phase_and_keeps_the_last_checkpoint(run, workdir, 
         run()
     (state_file,) = workdir.glob("saved/LLMD4Rec-*/state.pth")
     assert load_checkpoint_state(state_file)["finished_steps"] == ["round0_crm", "round1_llm"]
+
+
+def test_a_phase_that_only_hurts_keeps_its_starting_weights(run, monkeypatch):
+    original = SASRecD.calculate_loss
+
+    def ascent_with_teacher(self, interaction, teacher_logits=None):
+        loss = original(self, interaction, teacher_logits)
+        return -loss if teacher_logits is not None else loss  # every distillation step makes it worse
+
+    monkeypatch.setattr(SASRecD, "calculate_loss", ascent_with_teacher)
+    _, trainer = run(mutual_rounds=1, crm={"learning_rate": 0.05})
+    assert trainer.report.result(1, "CRM", "valid") == trainer.report.result(0, "CRM", "valid")
+    assert trainer.report.result(1, "CRM", "test") == trainer.report.result(0, "CRM", "test")
