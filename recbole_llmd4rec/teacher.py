@@ -22,6 +22,8 @@ from logging import getLogger
 
 import numpy as np
 import torch
+from recbole.utils import set_color
+from tqdm import tqdm
 
 INSTANCE_ID = "instance_id"
 
@@ -53,15 +55,18 @@ class TeacherStore:
             self.indices = np.empty((n_instances, topk), dtype=np.int64)
 
     @classmethod
-    def build(cls, teacher, train_dataset, path, batch_size, device, topk=None):
+    def build(cls, teacher, train_dataset, path, batch_size, device, topk=None, show_progress=False):
         """One inference pass of ``teacher`` (with ``item_logits``) over all training instances."""
         n_instances = add_instance_ids(train_dataset)
         store = cls(path, n_instances, teacher.n_items, topk)
         started = time.time()
         was_training = teacher.training
         teacher.eval()
+        starts = range(0, n_instances, batch_size)
+        if show_progress:
+            starts = tqdm(starts, ncols=100, desc=set_color("Teacher", "pink"))
         with torch.inference_mode():
-            for start in range(0, n_instances, batch_size):
+            for start in starts:
                 batch = train_dataset[np.arange(start, min(start + batch_size, n_instances))].to(device)
                 store._write(batch[INSTANCE_ID].cpu().numpy(), teacher.item_logits(batch).float().cpu())
                 store.forward_passes += 1

@@ -198,6 +198,7 @@ class MutualDistillTrainer(AbstractTrainer):
                 teacher, self.train_dataset, str(self.run_dir / f"{name}_teacher.npy"),
                 self.config["teacher_batch_size"], self.device,
                 topk=self.config["teacher_topk"] if self.config["teacher_store"] == "topk" else None,
+                show_progress=self.show_progress,
             )
             self.teacher_passes[name] = store.forward_passes
         train_loader = get_dataloader(student_config, "train")(

@@ -36,9 +36,11 @@ def train_dataset(tiny):
     return train_data._dataset
 
 
-def test_full_store_is_one_pass_and_follows_instance_ids(train_dataset, tmp_path):
+@pytest.mark.parametrize("show_progress", [False, True])
+def test_full_store_is_one_pass_and_follows_instance_ids(train_dataset, tmp_path, show_progress):
     teacher = FixedTeacher(train_dataset.item_num)
-    store = TeacherStore.build(teacher, train_dataset, str(tmp_path / "t.npy"), batch_size=100, device="cpu")
+    store = TeacherStore.build(teacher, train_dataset, str(tmp_path / "t.npy"), batch_size=100, device="cpu",
+                               show_progress=show_progress)
     n = len(train_dataset)
     assert teacher.calls == store.forward_passes == -(-n // 100)
     ids = torch.tensor([5, 0, n - 1, 5])
