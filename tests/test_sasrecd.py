@@ -35,6 +35,7 @@ def test_sasrecd_defaults_layer_on_sasrec_defaults(tiny_batch):
 
 def test_without_teacher_it_is_sasrec_bit_for_bit(tiny_batch):
     config, dataset, batch = tiny_batch
+    config["length_groups"] = 0  # RecBole's padded batch: same dropout masks as SASRec
     sasrec, sasrecd = _models(config, dataset)
     losses = []
     for model in (sasrec, sasrecd):
@@ -55,7 +56,9 @@ def test_state_dict_loads_into_plain_sasrec(tiny_batch):
     assert set(sasrecd.state_dict()) == set(sasrec.state_dict())
     sasrec.load_state_dict(sasrecd.state_dict(), strict=True)
     sasrec.eval(), sasrecd.eval()
-    assert torch.equal(sasrec.full_sort_predict(batch), sasrecd.full_sort_predict(batch))
+    # SASRecD computes in length groups by default: the same scores up to float rounding.
+    with torch.no_grad():
+        assert torch.allclose(sasrec.full_sort_predict(batch), sasrecd.full_sort_predict(batch), atol=1e-5)
 
 
 def test_teacher_term_is_the_weighted_kl(tiny_batch):

@@ -35,7 +35,8 @@ from torch import nn
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
 from recbole_llmd4rec.llm import load_backbone, resolve_dtype
 from recbole_llmd4rec.losses import distillation_objective
-from recbole_llmd4rec.model.sasrecd import check_distillation_settings, distillation_terms
+from recbole_llmd4rec.model.length_groups import forward_in_length_groups
+from recbole_llmd4rec.model.sasrecd import check_distillation_settings, check_length_groups, distillation_terms
 
 ADAPTER_DIR = "adapter"
 PROJECTIONS_FILE = "projections.safetensors"
@@ -55,6 +56,7 @@ class E4SRec(SequentialRecommender):
         self.distill_gamma = config["distill_gamma"]
         self.distill_temperature = config["distill_temperature"]
         self.sample_weight = config["sample_weight"]
+        self.length_groups = check_length_groups(config)
         self.llm_dtype = resolve_dtype(config["llm_dtype"], config["device"])
 
         backbone, tokenizer = load_backbone(
@@ -129,6 +131,9 @@ class E4SRec(SequentialRecommender):
 
     def forward(self, item_seq, item_seq_len):
         """User state: the last position's final hidden state, (B, D) in float32."""
+        return forward_in_length_groups(self._user_state, item_seq, item_seq_len, self.length_groups)
+
+    def _user_state(self, item_seq, item_seq_len):
         embeddings, attention_mask = self._input_embeddings(item_seq, item_seq_len)
         position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
         output = self.backbone(inputs_embeds=embeddings, attention_mask=attention_mask, position_ids=position_ids)

@@ -12,6 +12,8 @@ minimises Eq. 9:
     L_CRM = L_rec + beta * mean_b( w2_b * KL(softmax(y_l / T2) || softmax(y_c / T2))_b )
 
 where w2 is the sample-wise adaptive weight of Eq. 8 (student = CRM, teacher = LLM).
+Histories are computed in length groups (``length_groups``; 0 = RecBole's padded batch),
+which changes the work, not the function.
 Logits follow RecBole's full-ranking layout, (B, n_items) with column 0 the padding item;
 the padding column is left out of the KL and of the ranks.
 """
@@ -21,6 +23,7 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 
 from recbole_llmd4rec.errors import ConfigError
 from recbole_llmd4rec.losses import adaptive_weight, distill_kl, distillation_objective, target_rank
+from recbole_llmd4rec.model.length_groups import forward_in_length_groups
 
 PADDING_ITEM = 0  # RecBole's item id 0 is padding, never a target
 
@@ -31,6 +34,13 @@ def check_distillation_settings(config, coefficient_key):
         raise ConfigError(f"distill_temperature must be > 0, got {config['distill_temperature']}")
     if config[coefficient_key] < 0:
         raise ConfigError(f"{coefficient_key} must be >= 0, got {config[coefficient_key]}")
+
+
+def check_length_groups(config):
+    groups = config["length_groups"]
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 0:
+        raise ConfigError(f"length_groups must be an int >= 0 (0: no grouping), got {groups!r}")
+    return groups
 
 
 def distillation_terms(student_logits, teacher_logits, target, temperature, use_sample_weight):
@@ -57,6 +67,11 @@ class SASRecD(SASRec):
         self.distill_beta = config["distill_beta"]
         self.distill_temperature = config["distill_temperature"]
         self.sample_weight = config["sample_weight"]
+        self.length_groups = check_length_groups(config)
+
+    def forward(self, item_seq, item_seq_len):
+        """SASRec's user state, computed in length groups (see ``length_groups``)."""
+        return forward_in_length_groups(super().forward, item_seq, item_seq_len, self.length_groups)
 
     def item_logits(self, interaction):
         """Scores of every item for each sequence in the batch: (B, n_items)."""

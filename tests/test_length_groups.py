@@ -1,0 +1,51 @@
+"""Length groups change the work, not the function: fast path == reference path."""
+
+import pytest
+import torch
+from recbole.utils import init_seed
+
+from recbole_llmd4rec import Config
+from recbole_llmd4rec.model.e4srec import E4SRec
+from recbole_llmd4rec.model.length_groups import forward_in_length_groups
+from recbole_llmd4rec.model.sasrecd import SASRecD
+from recbole_llmd4rec.quick_start import load_dataset
+
+
+def test_groups_return_rows_in_batch_order_with_each_group_cut_to_its_longest():
+    item_seq = torch.tensor([[1, 2, 3, 0, 0], [4, 0, 0, 0, 0], [5, 6, 7, 8, 9], [1, 1, 0, 0, 0]])
+    lengths = torch.tensor([3, 1, 5, 2])
+    widths = []
+
+    def forward(seq, seq_len):
+        widths.append(seq.size(1))
+        return torch.stack([seq[i, : seq_len[i]].sum() for i in range(len(seq))]).float().unsqueeze(1)
+
+    reference = forward_in_length_groups(forward, item_seq, lengths, 0)
+    widths.clear()
+    grouped = forward_in_length_groups(forward, item_seq, lengths, 2)
+    assert torch.equal(grouped, reference) and reference.squeeze(1).tolist() == [6, 4, 35, 2]
+    assert sorted(widths) == [2, 5]  # {1, 2} cut to 2, {3, 5} cut to 5
+    assert torch.equal(forward_in_length_groups(forward, item_seq, lengths, 16), reference)
+
+
+@pytest.mark.parametrize("model_class", [SASRecD, E4SRec])
+def test_fast_path_equals_reference_path(tiny, tmp_path, model_class):
+    config = Config(model_class.__name__, **{**tiny, "config_dict": {
+        **tiny["config_dict"], "llm_cache_dir": str(tmp_path), "lora_dropout": 0.0}})
+    _, train_data, _, _ = load_dataset(config)
+    batch = next(iter(train_data))
+    assert len(set(batch["item_length"].tolist())) > 3  # the batch really has several lengths
+    teacher = torch.randn(len(batch), train_data._dataset.item_num)
+    results = []
+    for groups in (0, 4):
+        config["length_groups"] = groups
+        init_seed(config["seed"], True)
+        model = model_class(config, train_data._dataset).eval()  # eval: no dropout masks to differ
+        loss = model.calculate_loss(batch, teacher_logits=teacher)
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+        results.append((loss.item(), model.full_sort_predict(batch).detach(), grads))
+    (loss0, scores0, grads0), (loss4, scores4, grads4) = results
+    assert loss4 == pytest.approx(loss0, rel=1e-5)
+    assert torch.allclose(scores4, scores0, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(grads0, grads4))
