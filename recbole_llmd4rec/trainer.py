@@ -131,6 +131,7 @@ class MutualDistillTrainer(AbstractTrainer):
         self.report = RoundReport()
         self.finished_steps = []
         self.teacher_passes = {}  # phase name -> teacher forward batches (one pass per phase)
+        self.llm_phase_record = (0.0, 0)  # (seconds, epochs) of the round's LLM phase, for its table rows
         self.saved_model_file = str(self.run_dir / "sasrec_distilled.pth")
         self.crm_evaluator = Trainer(self.crm_config, self.crm)
         self.llm_evaluator = Trainer(self.llm_config, self.llm)
@@ -253,7 +254,7 @@ class MutualDistillTrainer(AbstractTrainer):
             {
                 "finished_steps": list(self.finished_steps),
                 "rows": self.report.rows,
-                "llm_phase_record": list(getattr(self, "llm_phase_record", (0.0, 0))),
+                "llm_phase_record": list(self.llm_phase_record),
                 "crm": self.crm.state_dict(),
                 "llm": self.llm.state_dict(),
             },
