@@ -61,9 +61,10 @@ class LLMD4Rec(SequentialRecommender):
         try:
             self.crm.load_state_dict(state)
         except RuntimeError as exc:
+            lines = str(exc).splitlines()  # torch's first line is a heading, the second the first mismatch
             raise LLMD4RecError(
                 f"crm_checkpoint {path} does not fit this data set's SASRec (another data set or size?): "
-                f"{str(exc).splitlines()[1 if len(str(exc).splitlines()) > 1 else 0].strip()}"
+                f"{lines[1 if len(lines) > 1 else 0].strip()}"
             ) from None
 
     def calculate_loss(self, interaction):
