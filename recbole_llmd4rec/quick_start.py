@@ -103,8 +103,10 @@ def atomic_torch_save(obj, path):
     return path
 
 
-def load_checkpoint(model_file):
-    """``torch.load`` a RecBole checkpoint with the weights-only loader (see compat)."""
+def load_checkpoint(model_file, required_keys=("config", "state_dict"), kind="a RecBole checkpoint"):
+    """``torch.load`` a checkpoint through the allow-list reader (see compat), checking that it
+    is a dict holding ``required_keys``; any failure is one clear LLMD4RecError."""
+    model_file = str(model_file)
     if not os.path.isfile(model_file):
         raise LLMD4RecError(f"checkpoint not found: {model_file}")
     try:
@@ -113,8 +115,8 @@ def load_checkpoint(model_file):
         raise LLMD4RecError(
             f"cannot read checkpoint {model_file}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
         ) from None
-    if not isinstance(checkpoint, dict) or "config" not in checkpoint or "state_dict" not in checkpoint:
-        raise LLMD4RecError(f"{model_file} is not a RecBole checkpoint (no 'config' and 'state_dict')")
+    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required_keys):
+        raise LLMD4RecError(f"{model_file} is not {kind} (it lacks {', '.join(map(repr, required_keys))})")
     return checkpoint
 
 

@@ -89,6 +89,8 @@ class E4SRecTrainer(PhaseTrainer):
         super().__init__(config, model, micro_batch_size=check_micro_batch_size(config))
 
 
+RUN_STATE_KEYS = ("finished_steps", "rows", "llm_phase_record", "crm", "llm")  # what state.pth holds
+
 # Config keys that change neither the training nor the results of an LLMD4Rec run.
 RUN_IRRELEVANT_KEYS = {"show_progress", "state", "verbose", "gpu_id", "device", "worker", "log_wandb",
                        "wandb_project", "checkpoint_dir", "config_files", "local_rank", "single_spec"}
@@ -264,7 +266,7 @@ class MutualDistillTrainer(AbstractTrainer):
     def _resume(self):
         if not self.state_file.is_file():
             return
-        state = load_checkpoint_state(self.state_file)
+        state = load_checkpoint(self.state_file, RUN_STATE_KEYS, "an LLMD4Rec run state (delete it to start over)")
         self.crm.load_state_dict(state["crm"])
         self.llm.load_state_dict(state["llm"])
         self.finished_steps = list(state["finished_steps"])
@@ -289,14 +291,6 @@ class MutualDistillTrainer(AbstractTrainer):
 
 
 LLMD4RecTrainer = MutualDistillTrainer  # get_trainer finds trainers as <Model>Trainer
-
-
-def load_checkpoint_state(path):
-    """A run's ``state.pth`` through the allow-list reader, with a clear error when broken."""
-    try:
-        return torch.load(str(path), map_location="cpu")
-    except Exception as exc:  # a truncated or foreign file
-        raise LLMD4RecError(f"cannot read {path} ({type(exc).__name__}); delete it to start the run over") from None
 
 
 class S3RecTrainer(RecBoleS3RecTrainer):

@@ -178,7 +178,8 @@ def test_teacher_checkpoint_of_another_data_set_is_refused(run, tiny, workdir, t
 
 
 def test_a_nan_loss_stops_the_phase_and_keeps_the_last_checkpoint(run, workdir, monkeypatch):
-    from recbole_llmd4rec.trainer import load_checkpoint_state
+    from recbole_llmd4rec.quick_start import load_checkpoint
+    from recbole_llmd4rec.trainer import RUN_STATE_KEYS
 
     original = SASRecD.calculate_loss
 
@@ -190,7 +191,7 @@ def test_a_nan_loss_stops_the_phase_and_keeps_the_last_checkpoint(run, workdir, 
     with pytest.raises(LLMD4RecError, match="round1_crm stopped: the training loss became NaN"):
         run()
     (state_file,) = workdir.glob("saved/LLMD4Rec-*/state.pth")
-    assert load_checkpoint_state(state_file)["finished_steps"] == ["round0_crm", "round1_llm"]
+    assert load_checkpoint(state_file, RUN_STATE_KEYS)["finished_steps"] == ["round0_crm", "round1_llm"]
 
 
 def test_a_phase_that_only_hurts_keeps_its_starting_weights(run, monkeypatch):
@@ -204,3 +205,11 @@ def test_a_phase_that_only_hurts_keeps_its_starting_weights(run, monkeypatch):
     _, trainer = run(mutual_rounds=1, crm={"learning_rate": 0.05})
     assert trainer.report.result(1, "CRM", "valid") == trainer.report.result(0, "CRM", "valid")
     assert trainer.report.result(1, "CRM", "test") == trainer.report.result(0, "CRM", "test")
+
+
+def test_a_broken_run_state_is_one_clear_error(run, workdir):
+    _, trainer = run(mutual_rounds=1)
+    trainer.state_file.write_bytes(b"truncated")
+    with pytest.raises(LLMD4RecError, match=r"cannot read checkpoint .*state\.pth"):
+        run(mutual_rounds=1)
+    assert (trainer.run_dir / "rounds.csv").is_file()  # finished outputs are left alone
