@@ -60,6 +60,14 @@ def recbole_parent_config_files(model_class):
     return [file for file in files if file.is_file()]
 
 
+def require_int(config, key, minimum, note=""):
+    """``config[key]`` if it is an int (not a bool) >= ``minimum``, else one ConfigError."""
+    value = config[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{key} must be an int >= {minimum}{note}, got {value!r}")
+    return value
+
+
 def _type_name(value):
     return type(value).__name__
 

@@ -14,13 +14,13 @@ import time
 from logging import getLogger
 from pathlib import Path
 
-import torch
 from recbole.data.utils import get_dataloader
 from recbole.trainer import AbstractTrainer, Trainer
 from recbole.trainer import S3RecTrainer as RecBoleS3RecTrainer
 from recbole.utils import calculate_valid_score, dict2str, init_seed, set_color
 
-from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
+from recbole_llmd4rec.config import require_int
+from recbole_llmd4rec.errors import LLMD4RecError
 from recbole_llmd4rec.export import export_item_embeddings, export_sasrec_checkpoint
 from recbole_llmd4rec.quick_start import atomic_torch_save, load_checkpoint
 from recbole_llmd4rec.report import RoundReport
@@ -48,13 +48,6 @@ def accumulate_over_micro_batches(loss_func, micro_batch_size):
         return total.clone().requires_grad_(True)
 
     return loss_in_micro_batches
-
-
-def check_micro_batch_size(config):
-    micro_batch_size = config["micro_batch_size"]
-    if not isinstance(micro_batch_size, int) or isinstance(micro_batch_size, bool) or micro_batch_size < 1:
-        raise ConfigError(f"micro_batch_size must be a positive int, got {micro_batch_size!r}")
-    return micro_batch_size
 
 
 class PhaseTrainer(Trainer):
@@ -86,7 +79,7 @@ class E4SRecTrainer(PhaseTrainer):
     (the paper's total batch of 128 on small memory)."""
 
     def __init__(self, config, model):
-        super().__init__(config, model, micro_batch_size=check_micro_batch_size(config))
+        super().__init__(config, model, micro_batch_size=require_int(config, "micro_batch_size", 1))
 
 
 RUN_STATE_KEYS = ("finished_steps", "rows", "llm_phase_record", "crm", "llm")  # what state.pth holds
@@ -125,7 +118,7 @@ class MutualDistillTrainer(AbstractTrainer):
         self.device = config["device"]
         self.crm, self.llm = model.crm, model.llm
         self.crm_config, self.llm_config = model.crm_config, model.llm_config
-        self.micro_batch_size = check_micro_batch_size(self.llm_config)
+        self.micro_batch_size = require_int(self.llm_config, "micro_batch_size", 1)
         self.run_dir = Path(config["checkpoint_dir"]) / (
             f"LLMD4Rec-{config['dataset']}-{run_fingerprint(config, self.crm_config, self.llm_config)}"
         )

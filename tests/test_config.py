@@ -118,3 +118,12 @@ def test_command_line_values_are_read_as_literals(tiny, override, expected):
 def test_command_line_values_are_never_evaluated_as_code(tiny):
     config = Config("SASRec", **tiny, cmd_args=["--probe=__import__('os').getcwd()", "--other=config_dict"])
     assert config["probe"] == "__import__('os').getcwd()" and config["other"] == "config_dict"
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 2.5, "4"])
+def test_require_int_refuses_what_is_not_an_int_at_or_above_the_minimum(value):
+    from recbole_llmd4rec.config import require_int
+
+    with pytest.raises(ConfigError, match=r"micro_batch_size must be an int >= 1, got"):
+        require_int({"micro_batch_size": value}, "micro_batch_size", 1)
+    assert require_int({"length_groups": 0}, "length_groups", 0) == 0

@@ -32,11 +32,12 @@ from recbole.utils import InputType
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
 from recbole_llmd4rec.llm import load_backbone, resolve_dtype
 from recbole_llmd4rec.losses import distillation_objective
 from recbole_llmd4rec.model.length_groups import forward_in_length_groups
-from recbole_llmd4rec.model.sasrecd import check_distillation_settings, check_length_groups, distillation_terms
+from recbole_llmd4rec.model.sasrecd import check_distillation_settings, distillation_terms
 
 ADAPTER_DIR = "adapter"
 PROJECTIONS_FILE = "projections.safetensors"
@@ -56,7 +57,7 @@ class E4SRec(SequentialRecommender):
         self.distill_gamma = config["distill_gamma"]
         self.distill_temperature = config["distill_temperature"]
         self.sample_weight = config["sample_weight"]
-        self.length_groups = check_length_groups(config)
+        self.length_groups = require_int(config, "length_groups", 0, " (0: no grouping)")
         self.llm_dtype = resolve_dtype(config["llm_dtype"], config["device"])
 
         backbone, tokenizer = load_backbone(

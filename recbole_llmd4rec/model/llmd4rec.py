@@ -13,6 +13,7 @@ import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
+from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
 from recbole_llmd4rec.model.e4srec import E4SRec
 from recbole_llmd4rec.model.sasrecd import SASRecD
@@ -23,16 +24,13 @@ TEACHER_STORES = ("full", "topk")
 
 def check_llmd4rec_settings(config):
     """Refuse settings that make no sense, before anything is built or trained."""
-    rounds = config["mutual_rounds"]
-    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
-        raise ConfigError(f"mutual_rounds must be an int >= 1 (paper: 2), got {rounds!r}")
+    require_int(config, "mutual_rounds", 1, " (paper: 2)")
     if config["directions"] not in DIRECTIONS:
         raise ConfigError(f"directions must be one of {', '.join(DIRECTIONS)}; got {config['directions']!r}")
     if config["teacher_store"] not in TEACHER_STORES:
         raise ConfigError(f"teacher_store must be one of {', '.join(TEACHER_STORES)}; got {config['teacher_store']!r}")
-    topk = config["teacher_topk"]
-    if config["teacher_store"] == "topk" and (not isinstance(topk, int) or topk < 1):
-        raise ConfigError(f"teacher_topk must be a positive int, got {topk!r}")
+    if config["teacher_store"] == "topk":
+        require_int(config, "teacher_topk", 1)
     for section in ("crm", "llm"):
         if not isinstance(config[section] or {}, dict):
             raise ConfigError(f"'{section}' must be a dict of overrides, got {config[section]!r}")

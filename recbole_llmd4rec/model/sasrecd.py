@@ -21,6 +21,7 @@ the padding column is left out of the KL and of the ranks.
 import torch
 from recbole.model.sequential_recommender.sasrec import SASRec
 
+from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.errors import ConfigError
 from recbole_llmd4rec.losses import adaptive_weight, distill_kl, distillation_objective, target_rank
 from recbole_llmd4rec.model.length_groups import forward_in_length_groups
@@ -34,13 +35,6 @@ def check_distillation_settings(config, coefficient_key):
         raise ConfigError(f"distill_temperature must be > 0, got {config['distill_temperature']}")
     if config[coefficient_key] < 0:
         raise ConfigError(f"{coefficient_key} must be >= 0, got {config[coefficient_key]}")
-
-
-def check_length_groups(config):
-    groups = config["length_groups"]
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 0:
-        raise ConfigError(f"length_groups must be an int >= 0 (0: no grouping), got {groups!r}")
-    return groups
 
 
 def distillation_terms(student_logits, teacher_logits, target, temperature, use_sample_weight):
@@ -67,7 +61,7 @@ class SASRecD(SASRec):
         self.distill_beta = config["distill_beta"]
         self.distill_temperature = config["distill_temperature"]
         self.sample_weight = config["sample_weight"]
-        self.length_groups = check_length_groups(config)
+        self.length_groups = require_int(config, "length_groups", 0, " (0: no grouping)")
 
     def forward(self, item_seq, item_seq_len):
         """SASRec's user state, computed in length groups (see ``length_groups``)."""
