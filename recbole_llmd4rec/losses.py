@@ -6,6 +6,8 @@ adaptive weights w1 and w2 (Eq. 4 and Eq. 8). Nothing here knows about models or
 teacher inputs are detached so no gradient ever reaches a teacher.
 """
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -37,21 +39,56 @@ def adaptive_weight(student_rank, teacher_rank):
     return torch.where(student_rank > teacher_rank, teacher_better, student_better).clamp(0.0, 2.0)
 
 
-def distill_kl(student_logits, teacher_logits, temperature):
-    """Per-sample KL(softmax(teacher / T) || softmax(student / T)), Eq. 3 (T1) and Eq. 7 (T2).
+class TeacherTargets(NamedTuple):
+    """What a student's KL (Eq. 3 / Eq. 7) and adaptive weight (Eq. 4 / Eq. 8) need from a
+    frozen teacher for one batch, at the student's temperature T. None of it depends on the
+    student, so a teacher store computes it once per phase instead of once per step."""
 
-    Computed from log-softmax on both sides for numerical stability; teacher logits carry
-    no gradient. A teacher logit of -inf (an item outside a top-K teacher's support) has
-    probability 0 and adds nothing. Returns a (B,) tensor. No T^2 factor (the paper has none).
+    probs: torch.Tensor  # (B, N) softmax(teacher_logits / T)
+    neg_entropy: torch.Tensor  # (B,) sum_i p_i log p_i, with 0 log 0 = 0
+    target_rank: torch.Tensor  # (B,) the teacher's rank of the ground-truth item
+
+
+@torch.no_grad()
+def teacher_distribution(teacher_logits, temperature):
+    """``softmax(teacher_logits / T)`` (B, N) and its ``sum p log p`` (B,), without gradient.
+
+    A logit of -inf (an item outside a top-K teacher's support) gets probability 0 and
+    adds nothing (0 log 0 = 0).
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
+    log_probs = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    probs = log_probs.exp()
+    neg_entropy = torch.where(probs > 0, probs * log_probs, torch.zeros_like(probs)).sum(dim=-1)
+    return probs, neg_entropy
+
+
+def teacher_targets(teacher_logits, target, temperature):
+    """:class:`TeacherTargets` from a teacher's logits (B, N) and the targets (B,)."""
+    probs, neg_entropy = teacher_distribution(teacher_logits, temperature)
+    return TeacherTargets(probs, neg_entropy, target_rank(teacher_logits, target))
+
+
+def kl_to_distribution(student_logits, teacher_probs, teacher_neg_entropy, temperature):
+    """Per-sample KL(p_teacher || softmax(student / T)), (B,), from the teacher's
+    distribution and its ``sum p log p`` (:func:`teacher_distribution`).
+
+    ``KL = sum p log p - sum p log softmax(s / T)``: only the second sum depends on the
+    student, so a step with a precomputed teacher costs one log-softmax and one dot product.
+    """
     student_log_probs = F.log_softmax(student_logits / temperature, dim=-1)
-    teacher_log_probs = F.log_softmax(teacher_logits.detach() / temperature, dim=-1)
-    teacher_probs = teacher_log_probs.exp()
-    in_support = teacher_probs > 0
-    teacher_log_probs = torch.where(in_support, teacher_log_probs, torch.zeros_like(teacher_log_probs))
-    return (teacher_probs * (teacher_log_probs - student_log_probs)).sum(dim=-1)
+    return teacher_neg_entropy - torch.linalg.vecdot(teacher_probs, student_log_probs)
+
+
+def distill_kl(student_logits, teacher_logits, temperature):
+    """Per-sample KL(softmax(teacher / T) || softmax(student / T)), Eq. 3 (T1) and Eq. 7 (T2).
+
+    Teacher logits carry no gradient; a teacher logit of -inf (an item outside a top-K
+    teacher's support) has probability 0 and adds nothing. Returns a (B,) tensor.
+    No T^2 factor (the paper has none).
+    """
+    return kl_to_distribution(student_logits, *teacher_distribution(teacher_logits, temperature), temperature)
 
 
 def distillation_objective(rec_loss, kl, weight, coefficient):

@@ -64,8 +64,7 @@ class PhaseTrainer(Trainer):
     def _student_loss(self, interaction):
         if self.teacher is None:
             return self.model.calculate_loss(interaction)
-        teacher_logits = self.teacher.lookup(interaction[INSTANCE_ID], self.device)
-        return self.model.calculate_loss(interaction, teacher_logits=teacher_logits)
+        return self.model.calculate_loss(interaction, teacher=self.teacher.lookup(interaction[INSTANCE_ID], self.device))
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         loss_func = loss_func or self._student_loss
@@ -192,7 +191,7 @@ class MutualDistillTrainer(AbstractTrainer):
         if teacher is not None:
             store = TeacherStore.build(
                 teacher, self.train_dataset, str(self.run_dir / f"{name}_teacher.npy"),
-                self.config["teacher_batch_size"], self.device,
+                self.config["teacher_batch_size"], self.device, student_config["distill_temperature"],
                 topk=self.config["teacher_topk"] if self.config["teacher_store"] == "topk" else None,
                 show_progress=self.show_progress,
             )

@@ -5,7 +5,9 @@ import math
 import pytest
 import torch
 
-from recbole_llmd4rec.losses import adaptive_weight, distill_kl, distillation_objective, target_rank
+from recbole_llmd4rec.losses import (
+    adaptive_weight, distill_kl, distillation_objective, kl_to_distribution, target_rank, teacher_targets,
+)
 
 
 @pytest.mark.parametrize(
@@ -91,3 +93,17 @@ def test_distill_kl_over_a_top_k_teacher_is_the_kl_to_the_renormalised_top_k():
     student.requires_grad_(True)
     distill_kl(student, top_k, 0.6).sum().backward()
     assert torch.isfinite(student.grad).all()
+
+
+def test_teacher_targets_on_hand_computed_values():
+    # Teacher logits [ln 1, ln 3, -inf] at T = 1: p = [0.25, 0.75, 0], sum p log p =
+    # 0.25 ln 0.25 + 0.75 ln 0.75 = -0.562335; target item 0 has one item above it: rank 2.
+    teacher = torch.tensor([[0.0, math.log(3.0), float("-inf")]])
+    targets = teacher_targets(teacher, torch.tensor([0]), 1.0)
+    assert torch.allclose(targets.probs, torch.tensor([[0.25, 0.75, 0.0]]))
+    assert targets.neg_entropy.item() == pytest.approx(0.25 * math.log(0.25) + 0.75 * math.log(0.75), rel=1e-6)
+    assert targets.target_rank.tolist() == [2]
+    # Student logits [0, 0, 0] at T = 1: log q = -ln 3 everywhere, so
+    # KL = sum p log p - sum p log q = -0.562335 + ln 3 = 0.536277.
+    kl = kl_to_distribution(torch.zeros(1, 3), targets.probs, targets.neg_entropy, 1.0)
+    assert kl.item() == pytest.approx(-0.5623351446 + math.log(3.0), rel=1e-6)

@@ -183,9 +183,9 @@ def test_a_nan_loss_stops_the_phase_and_keeps_the_last_checkpoint(run, workdir, 
 
     original = SASRecD.calculate_loss
 
-    def nan_with_teacher(self, interaction, teacher_logits=None):
-        loss = original(self, interaction, teacher_logits)
-        return loss * float("nan") if teacher_logits is not None else loss
+    def nan_with_teacher(self, interaction, teacher=None):
+        loss = original(self, interaction, teacher=teacher)
+        return loss * float("nan") if teacher is not None else loss
 
     monkeypatch.setattr(SASRecD, "calculate_loss", nan_with_teacher)
     with pytest.raises(LLMD4RecError, match="round1_crm stopped: the training loss became NaN"):
@@ -197,9 +197,9 @@ def test_a_nan_loss_stops_the_phase_and_keeps_the_last_checkpoint(run, workdir, 
 def test_a_phase_that_only_hurts_keeps_its_starting_weights(run, monkeypatch):
     original = SASRecD.calculate_loss
 
-    def ascent_with_teacher(self, interaction, teacher_logits=None):
-        loss = original(self, interaction, teacher_logits)
-        return -loss if teacher_logits is not None else loss  # every distillation step makes it worse
+    def ascent_with_teacher(self, interaction, teacher=None):
+        loss = original(self, interaction, teacher=teacher)
+        return -loss if teacher is not None else loss  # every distillation step makes it worse
 
     monkeypatch.setattr(SASRecD, "calculate_loss", ascent_with_teacher)
     _, trainer = run(mutual_rounds=1, crm={"learning_rate": 0.05})

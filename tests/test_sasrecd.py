@@ -8,7 +8,7 @@ from recbole.utils import init_seed
 from recbole_llmd4rec import Config
 from recbole_llmd4rec.errors import ConfigError
 from recbole_llmd4rec.losses import distill_kl
-from recbole_llmd4rec.model.sasrecd import SASRecD, distillation_terms
+from recbole_llmd4rec.model.sasrecd import SASRecD, distillation_terms, item_teacher_targets
 from recbole_llmd4rec.quick_start import load_dataset
 
 
@@ -69,7 +69,8 @@ def test_teacher_term_is_the_weighted_kl(tiny_batch):
     with torch.no_grad():
         plain = model.calculate_loss(batch)
         distilled = model.calculate_loss(batch, teacher_logits=teacher)
-        kl, weight = distillation_terms(model.item_logits(batch), teacher, batch["item_id"], 0.2, True)
+        targets = item_teacher_targets(teacher, batch["item_id"], 0.2)
+        kl, weight = distillation_terms(model.item_logits(batch), targets, batch["item_id"], 0.2, True)
     assert distilled.item() == pytest.approx(plain.item() + 0.5 * (weight * kl).mean().item(), rel=1e-5)
 
 
@@ -98,6 +99,7 @@ def test_sample_weight_off_gives_weights_of_exactly_one():
     student = torch.randn(4, 6)
     teacher = torch.randn(4, 6)
     target = torch.tensor([1, 2, 3, 5])
+    teacher = item_teacher_targets(teacher, target, 0.2)
     _, weight = distillation_terms(student, teacher, target, 0.2, use_sample_weight=False)
     assert torch.equal(weight, torch.ones(4))
     _, weight = distillation_terms(student, teacher, target, 0.2, use_sample_weight=True)
@@ -107,7 +109,8 @@ def test_sample_weight_off_gives_weights_of_exactly_one():
 def test_padding_column_is_left_out():
     student = torch.tensor([[50.0, 1.0, 2.0]])
     teacher = torch.tensor([[-50.0, 1.0, 2.0]])
-    kl, weight = distillation_terms(student, teacher, torch.tensor([2]), 0.5, True)
+    target = torch.tensor([2])
+    kl, weight = distillation_terms(student, item_teacher_targets(teacher, target, 0.5), target, 0.5, True)
     assert kl.item() == pytest.approx(0.0, abs=1e-6) and weight.item() == 1.0
 
 

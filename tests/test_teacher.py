@@ -1,16 +1,22 @@
-"""Teacher stores: one pass, rows matched by instance id, full and top-K lookups."""
+"""Teacher stores: one pass, rows matched by instance id, full and top-K lookups of what the
+student's loss needs (the teacher's distribution at T, its sum p log p, its target rank)."""
 
 import numpy as np
 import pytest
 import torch
 
 from recbole_llmd4rec import Config
+from recbole_llmd4rec.losses import distill_kl, kl_to_distribution, target_rank
 from recbole_llmd4rec.quick_start import load_dataset
 from recbole_llmd4rec.teacher import INSTANCE_ID, TeacherStore
+
+TEMPERATURE = 0.6
 
 
 class FixedTeacher(torch.nn.Module):
     """Logits that depend on the instance only, so a misaligned lookup shows."""
+
+    POS_ITEM_ID = "item_id"
 
     def __init__(self, n_items):
         super().__init__()
@@ -36,32 +42,50 @@ def train_dataset(tiny):
     return train_data._dataset
 
 
+def targets_of(train_dataset, ids):
+    return train_dataset[ids.numpy()]["item_id"]
+
+
 @pytest.mark.parametrize("show_progress", [False, True])
 def test_full_store_is_one_pass_and_follows_instance_ids(train_dataset, tmp_path, show_progress):
     teacher = FixedTeacher(train_dataset.item_num)
     store = TeacherStore.build(teacher, train_dataset, str(tmp_path / "t.npy"), batch_size=100, device="cpu",
-                               show_progress=show_progress)
+                               temperature=TEMPERATURE, show_progress=show_progress)
     n = len(train_dataset)
     assert teacher.calls == store.forward_passes == -(-n // 100)
     ids = torch.tensor([5, 0, n - 1, 5])
     looked_up = store.lookup(ids, "cpu")
-    assert torch.allclose(looked_up, expected_logits(ids, train_dataset.item_num), atol=1e-2)  # float16
-    assert store.nbytes == n * train_dataset.item_num * 2
+    items = expected_logits(ids, train_dataset.item_num)[:, 1:]  # padding column 0 left out
+    target = targets_of(train_dataset, ids) - 1
+    assert torch.allclose(looked_up.probs, torch.softmax(items / TEMPERATURE, dim=1), rtol=1e-3, atol=1e-7)
+    assert torch.equal(looked_up.target_rank, target_rank(items, target))
+    # What the student's loss gets from the store is the KL to the teacher's logits.
+    student = torch.randn(len(ids), store.n_items)
+    assert torch.allclose(kl_to_distribution(student, looked_up.probs, looked_up.neg_entropy, TEMPERATURE),
+                          distill_kl(student, items, TEMPERATURE), rtol=1e-3)
+    assert store.nbytes == n * store.n_items * 2 + n * (4 + 8)
     store.close()
     assert not (tmp_path / "t.npy").exists()
 
 
-def test_topk_store_keeps_the_k_largest_and_masks_the_rest(train_dataset, tmp_path):
+def test_topk_store_keeps_the_k_largest_renormalised_and_ranks_over_all_items(train_dataset, tmp_path):
     teacher = FixedTeacher(train_dataset.item_num)
-    store = TeacherStore.build(teacher, train_dataset, str(tmp_path / "t.npy"), 64, "cpu", topk=5)
+    store = TeacherStore.build(teacher, train_dataset, str(tmp_path / "t.npy"), 64, "cpu", TEMPERATURE, topk=5)
     ids = torch.tensor([3, 7])
     looked_up = store.lookup(ids, "cpu")
-    full = expected_logits(ids, train_dataset.item_num)
+    items = expected_logits(ids, train_dataset.item_num)[:, 1:]
     for row in range(2):
-        kept = torch.isfinite(looked_up[row])
-        assert kept.sum() == 5
-        assert set(kept.nonzero().flatten().tolist()) == set(full[row].topk(5).indices.tolist())
-        assert torch.allclose(looked_up[row][kept], full[row][kept], atol=1e-2)
-    assert store.nbytes == len(train_dataset) * 5 * (2 + 8)
+        kept = looked_up.probs[row] > 0
+        top = items[row].topk(5).indices
+        assert set(kept.nonzero().flatten().tolist()) == set(top.tolist())
+        renormalised = torch.softmax(items[row, top] / TEMPERATURE, dim=0)
+        assert torch.allclose(looked_up.probs[row, top], renormalised, rtol=1e-3)
+    assert torch.equal(looked_up.target_rank, target_rank(items, targets_of(train_dataset, ids) - 1))
+    top_k_logits = torch.full_like(items, float("-inf")).scatter(1, items.topk(5).indices, items.topk(5).values)
+    student = torch.randn(2, store.n_items)
+    assert torch.allclose(kl_to_distribution(student, looked_up.probs, looked_up.neg_entropy, TEMPERATURE),
+                          distill_kl(student, top_k_logits, TEMPERATURE), rtol=1e-3)
+    n = len(train_dataset)
+    assert store.nbytes == n * 5 * (2 + 8) + n * (4 + 8)
     assert not (tmp_path / "t.npy").exists()  # top-K lives in memory
-    np.testing.assert_equal(store.indices.shape, (len(train_dataset), 5))
+    np.testing.assert_equal(store.indices.shape, (n, 5))

@@ -31,13 +31,14 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import DynamicCache
 
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
-from recbole_llmd4rec.llm import load_backbone, resolve_dtype
+from recbole_llmd4rec.llm import load_backbone, resolve_attention, resolve_dtype
 from recbole_llmd4rec.losses import distillation_objective
 from recbole_llmd4rec.model.length_groups import forward_in_length_groups
-from recbole_llmd4rec.model.sasrecd import check_distillation_settings, distillation_terms
+from recbole_llmd4rec.model.sasrecd import check_distillation_settings, distillation_terms, item_teacher_targets
 
 ADAPTER_DIR = "adapter"
 PROJECTIONS_FILE = "projections.safetensors"
@@ -58,11 +59,12 @@ class E4SRec(SequentialRecommender):
         self.distill_temperature = config["distill_temperature"]
         self.sample_weight = config["sample_weight"]
         self.length_groups = require_int(config, "length_groups", 0, " (0: no grouping)")
+        self.share_prompt = config["share_prompt"]
         self.llm_dtype = resolve_dtype(config["llm_dtype"], config["device"])
 
         backbone, tokenizer = load_backbone(
             config["llm_path"], self.llm_dtype, config["llm_cache_dir"], config["tiny_llm"], config["seed"],
-            config["llm_gguf_file"],
+            config["llm_gguf_file"], resolve_attention(config["llm_attention"], config["device"]),
         )
         backbone.requires_grad_(False)
         lora = LoraConfig(
@@ -109,35 +111,72 @@ class E4SRec(SequentialRecommender):
         with torch.no_grad():
             self.item_embedding.weight.copy_(weight.to(self.item_embedding.weight))
 
-    def _input_embeddings(self, item_seq, item_seq_len):
-        """Left-padded ``[pad..., instruction, projected history, response]`` and its mask."""
-        batch_size, max_len = item_seq.shape
-        token_embeddings = self.backbone.get_input_embeddings()
-        instruction = token_embeddings(self.instruction_ids).unsqueeze(0).expand(batch_size, -1, -1)
-        response = token_embeddings(self.response_ids).unsqueeze(0).expand(batch_size, -1, -1)
-        history = self.input_projection(self.item_embedding(item_seq)).to(instruction.dtype)
-        content = torch.cat([instruction, history, response], dim=1)  # history right-padded inside
-
-        n_instruction = instruction.size(1)
-        total = content.size(1)
+    def _left_padded(self, parts, item_seq, item_seq_len):
+        """``parts`` = (before, history, after) embeddings, the history right-padded to the
+        batch width; returns ``[pad..., before, history, after]`` (B, T, D) and its 0/1 mask."""
+        before, history, after = parts
+        max_len = item_seq.size(1)
+        content = torch.cat([before, history, after], dim=1)  # history right-padded inside
+        n_before = before.size(1)
         lengths = item_seq_len.view(-1, 1)
-        position = torch.arange(total, device=item_seq.device).view(1, -1)
+        position = torch.arange(content.size(1), device=item_seq.device).view(1, -1)
         offset = position - (max_len - lengths)  # index into the unpadded content
         is_token = offset >= 0
-        source = torch.where(offset < n_instruction + lengths, offset, offset - lengths + max_len)
-        source = source.clamp(min=0)
+        source = torch.where(offset < n_before + lengths, offset, offset - lengths + max_len).clamp(min=0)
         embeddings = content.gather(1, source.unsqueeze(-1).expand(-1, -1, content.size(-1)))
         embeddings = embeddings * is_token.unsqueeze(-1).to(embeddings.dtype)
         return embeddings, is_token.long()
 
     def forward(self, item_seq, item_seq_len):
         """User state: the last position's final hidden state, (B, D) in float32."""
-        return forward_in_length_groups(self._user_state, item_seq, item_seq_len, self.length_groups)
+        if not self.share_prompt:
+            return forward_in_length_groups(self._user_state, item_seq, item_seq_len, self.length_groups)
+        prompt_key_values = self._instruction_key_values()
+        return forward_in_length_groups(
+            lambda seq, seq_len: self._user_state_after_prompt(prompt_key_values, seq, seq_len),
+            item_seq, item_seq_len, self.length_groups,
+        )
+
+    def _history_and_response(self, item_seq):
+        token_embeddings = self.backbone.get_input_embeddings()
+        response = token_embeddings(self.response_ids).unsqueeze(0).expand(item_seq.size(0), -1, -1)
+        history = self.input_projection(self.item_embedding(item_seq)).to(response.dtype)
+        return history, response
 
     def _user_state(self, item_seq, item_seq_len):
-        embeddings, attention_mask = self._input_embeddings(item_seq, item_seq_len)
+        """Reference path: every sequence carries its own copy of the instruction."""
+        history, response = self._history_and_response(item_seq)
+        instruction = self.backbone.get_input_embeddings()(self.instruction_ids)
+        instruction = instruction.unsqueeze(0).expand(item_seq.size(0), -1, -1)
+        embeddings, attention_mask = self._left_padded((instruction, history, response), item_seq, item_seq_len)
         position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
-        output = self.backbone(inputs_embeds=embeddings, attention_mask=attention_mask, position_ids=position_ids)
+        output = self.backbone(inputs_embeds=embeddings, attention_mask=attention_mask, position_ids=position_ids,
+                               use_cache=False)
+        return output.last_hidden_state[:, -1].float()
+
+    # Shared instruction: the same function as _user_state. The instruction is the same tokens
+    # at the same positions (0..P-1) in every sequence and, under causal attention, sees only
+    # itself, so its keys and values are computed once per batch and shared by all sequences,
+    # which then hold [pad..., history, response] at positions P, P+1, ...
+    def _instruction_key_values(self):
+        """Per layer, the instruction's (keys, values), batch size 1."""
+        instruction = self.backbone.get_input_embeddings()(self.instruction_ids).unsqueeze(0)
+        cache = DynamicCache(config=self.backbone.config)
+        positions = torch.arange(instruction.size(1), device=instruction.device).unsqueeze(0)
+        self.backbone(inputs_embeds=instruction, position_ids=positions, past_key_values=cache, use_cache=True)
+        return [(layer.keys, layer.values) for layer in cache.layers]
+
+    def _user_state_after_prompt(self, prompt_key_values, item_seq, item_seq_len):
+        batch_size, n_prompt = item_seq.size(0), prompt_key_values[0][0].size(-2)
+        history, response = self._history_and_response(item_seq)
+        empty = response[:, :0]
+        embeddings, sequence_mask = self._left_padded((empty, history, response), item_seq, item_seq_len)
+        attention_mask = torch.cat([sequence_mask.new_ones(batch_size, n_prompt), sequence_mask], dim=1)
+        position_ids = n_prompt + (sequence_mask.cumsum(dim=1) - 1).clamp(min=0)
+        shared = [(keys.expand(batch_size, -1, -1, -1), values.expand(batch_size, -1, -1, -1))
+                  for keys, values in prompt_key_values]
+        output = self.backbone(inputs_embeds=embeddings, attention_mask=attention_mask, position_ids=position_ids,
+                               past_key_values=DynamicCache(shared, config=self.backbone.config), use_cache=True)
         return output.last_hidden_state[:, -1].float()
 
     def item_logits(self, interaction):
@@ -145,14 +184,17 @@ class E4SRec(SequentialRecommender):
         user_state = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         return self.output_projection(user_state)
 
-    def calculate_loss(self, interaction, teacher_logits=None):
-        """Eq. 2 (CE over all items); with CRM ``teacher_logits`` (B, n_items) Eq. 5."""
+    def calculate_loss(self, interaction, teacher_logits=None, teacher=None):
+        """Eq. 2 (CE over all items); with a CRM teacher Eq. 5. The teacher comes as
+        ``teacher_logits`` (B, n_items) or, from a teacher store, as :class:`TeacherTargets`."""
         logits = self.item_logits(interaction)
         target = interaction[self.POS_ITEM_ID]
         rec_loss = self.loss_fct(logits, target)
-        if teacher_logits is None:
+        if teacher_logits is None and teacher is None:
             return rec_loss
-        kl, weight = distillation_terms(logits, teacher_logits, target, self.distill_temperature, self.sample_weight)
+        if teacher is None:
+            teacher = item_teacher_targets(teacher_logits, target, self.distill_temperature)
+        kl, weight = distillation_terms(logits, teacher, target, self.distill_temperature, self.sample_weight)
         return distillation_objective(rec_loss, kl, weight, self.distill_gamma)
 
     def predict(self, interaction):

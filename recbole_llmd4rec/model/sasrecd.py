@@ -23,7 +23,9 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.errors import ConfigError
-from recbole_llmd4rec.losses import adaptive_weight, distill_kl, distillation_objective, target_rank
+from recbole_llmd4rec.losses import (
+    adaptive_weight, distillation_objective, kl_to_distribution, target_rank, teacher_targets,
+)
 from recbole_llmd4rec.model.length_groups import forward_in_length_groups
 
 PADDING_ITEM = 0  # RecBole's item id 0 is padding, never a target
@@ -37,14 +39,22 @@ def check_distillation_settings(config, coefficient_key):
         raise ConfigError(f"{coefficient_key} must be >= 0, got {config[coefficient_key]}")
 
 
-def distillation_terms(student_logits, teacher_logits, target, temperature, use_sample_weight):
-    """Per-sample KL and adaptive weight over the real items (padding column dropped)."""
+def item_teacher_targets(teacher_logits, target, temperature):
+    """:class:`TeacherTargets` over the real items of RecBole logits (B, n_items)."""
+    return teacher_targets(teacher_logits[:, PADDING_ITEM + 1 :], target - (PADDING_ITEM + 1), temperature)
+
+
+def distillation_terms(student_logits, teacher, target, temperature, use_sample_weight):
+    """Per-sample KL and adaptive weight over the real items (padding column dropped).
+
+    ``teacher``: :class:`TeacherTargets` over the real items (a teacher store's lookup, or
+    :func:`item_teacher_targets` of raw teacher logits).
+    """
     student_items = student_logits[:, PADDING_ITEM + 1 :]
-    teacher_items = teacher_logits[:, PADDING_ITEM + 1 :]
-    kl = distill_kl(student_items, teacher_items, temperature)
+    kl = kl_to_distribution(student_items, teacher.probs, teacher.neg_entropy, temperature)
     if use_sample_weight:
-        item_index = target - (PADDING_ITEM + 1)
-        weight = adaptive_weight(target_rank(student_items, item_index), target_rank(teacher_items, item_index))
+        student_rank = target_rank(student_items, target - (PADDING_ITEM + 1))
+        weight = adaptive_weight(student_rank, teacher.target_rank)
     else:
         weight = torch.ones_like(kl)
     return kl, weight
@@ -72,12 +82,15 @@ class SASRecD(SASRec):
         seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         return torch.matmul(seq_output, self.item_embedding.weight.transpose(0, 1))
 
-    def calculate_loss(self, interaction, teacher_logits=None):
-        """SASRec's loss; with ``teacher_logits`` (B, n_items) also the weighted KL of Eq. 9."""
-        if teacher_logits is None:
+    def calculate_loss(self, interaction, teacher_logits=None, teacher=None):
+        """SASRec's loss; with a teacher also the weighted KL of Eq. 9. The teacher comes as
+        ``teacher_logits`` (B, n_items) or, from a teacher store, as :class:`TeacherTargets`."""
+        if teacher_logits is None and teacher is None:
             return super().calculate_loss(interaction)
         logits = self.item_logits(interaction)
         target = interaction[self.POS_ITEM_ID]
         rec_loss = self.loss_fct(logits, target)
-        kl, weight = distillation_terms(logits, teacher_logits, target, self.distill_temperature, self.sample_weight)
+        if teacher is None:
+            teacher = item_teacher_targets(teacher_logits, target, self.distill_temperature)
+        kl, weight = distillation_terms(logits, teacher, target, self.distill_temperature, self.sample_weight)
         return distillation_objective(rec_loss, kl, weight, self.distill_beta)
