@@ -28,6 +28,7 @@ from recbole.model.sequential_recommender.sasrec import SASRec  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
 from recbole_llmd4rec import Config  # noqa: E402
+from recbole_llmd4rec.distillers import KLDistiller  # noqa: E402
 from recbole_llmd4rec.model.e4srec import E4SRec  # noqa: E402
 from recbole_llmd4rec.model.sasrecd import SASRecD  # noqa: E402
 from recbole_llmd4rec.quick_start import load_dataset  # noqa: E402
@@ -112,11 +113,11 @@ def main():
 
     # A cached teacher: a float16 store as the trainer builds it, filled for these batches.
     Path(args.llm_cache_dir).mkdir(parents=True, exist_ok=True)
-    store = TeacherStore(str(Path(args.llm_cache_dir) / "benchmark_teacher.npy"), len(train_dataset), n_items - 1)
-    temperature = sasrec_config["distill_temperature"]
+    distiller = KLDistiller(sasrec_config["distill_temperature"], n_items - 1)
+    store = TeacherStore(Path(args.llm_cache_dir) / "benchmark_teacher", len(train_dataset), distiller)
     for batch in batches:
         teacher_logits = torch.from_numpy(generator.standard_normal((len(batch), n_items - 1)).astype(np.float32))
-        store.write(batch[INSTANCE_ID].numpy(), teacher_logits, batch["item_id"] - 1, temperature)
+        store.write(batch[INSTANCE_ID].numpy(), distiller.outputs_from_logits(teacher_logits, batch["item_id"] - 1))
 
     def plain(model, batch):
         return model.calculate_loss(batch)

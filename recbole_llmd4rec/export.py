@@ -37,7 +37,7 @@ def export_sasrec_checkpoint(crm, crm_config, path, best_valid_score=None):
         "epoch": 0,
         "cur_step": 0,
         "best_valid_score": best_valid_score,
-        "state_dict": crm.state_dict(),
+        "state_dict": crm.sasrec_state_dict(),
         "other_parameter": crm.other_parameter(),
         "optimizer": {},
     }

@@ -1,9 +1,12 @@
-"""Loss functions of LLMD4Rec (arXiv 2505.18120): small pure functions on tensors.
+"""Loss functions of LLMD4Rec (arXiv 2505.18120) and of the distillation baselines it is
+compared with: small pure functions on tensors.
 
 Notation follows the paper (Sec. 4): ``y_c`` CRM logits, ``y_l`` LLM logits, temperatures
 T1 (CRM teaches LLM) and T2 (LLM teaches CRM), coefficients gamma and beta, sample-wise
-adaptive weights w1 and w2 (Eq. 4 and Eq. 8). Nothing here knows about models or config;
-teacher inputs are detached so no gradient ever reaches a teacher.
+adaptive weights w1 and w2 (Eq. 4 and Eq. 8). The baselines (paper Sec. 5.1.2): DLLM2Rec's
+importance-aware ranking distillation (Cui et al., RecSys 2024) and LEADER's feature
+distillation (Liu et al., 2024). Nothing here knows about models or config; teacher inputs
+are detached so no gradient ever reaches a teacher.
 """
 
 from typing import NamedTuple
@@ -98,3 +101,55 @@ def distillation_objective(rec_loss, kl, weight, coefficient):
     per sample and then averaged over the batch.
     """
     return rec_loss + coefficient * (weight.detach() * kl).mean()
+
+
+class RankingTargets(NamedTuple):
+    """What DLLM2Rec's ranking distillation needs from the teacher for one batch."""
+
+    candidates: torch.Tensor  # (B, K) the teacher's top-K items, best first
+    scores: torch.Tensor  # (B, K) the teacher's scores of them
+
+
+class FeatureTargets(NamedTuple):
+    """What LEADER's feature distillation needs from the teacher for one batch."""
+
+    user_state: torch.Tensor  # (B, D) the teacher's user state
+
+
+# ---- DLLM2Rec: importance-aware ranking distillation (Cui et al., RecSys 2024, Sec. 4.1) ----
+def ranking_distillation_weights(teacher_scores, in_student_top, position_share, confidence_share,
+                                 consistency_share):
+    """Importance of each of the teacher's top-K candidates, (B, K), rows summing to 1.
+
+    ``teacher_scores``: (B, K) the teacher's scores of its candidates, best first;
+    ``in_student_top``: (B, K) bool, the candidate is also in the student's top K. The
+    weight mixes three normalised parts with the given shares and is renormalised:
+    position ``exp(-r)`` for the 1-based rank r, confidence ``softmax(teacher_scores)``
+    (DLLM2Rec's ``exp(-distance)`` for a teacher that scores items), consistency 1/0.
+    """
+    n_candidates = teacher_scores.size(1)
+    ranks = torch.arange(1, n_candidates + 1, dtype=torch.float32, device=teacher_scores.device)
+    position = torch.softmax(-ranks, dim=0).expand_as(teacher_scores)  # exp(-r) / sum exp(-r)
+    confidence = torch.softmax(teacher_scores.detach().float(), dim=1)
+    consistency = in_student_top.float()
+    mixed = position_share * position + confidence_share * confidence + consistency_share * consistency
+    return mixed / mixed.sum(dim=1, keepdim=True)
+
+
+def ranking_distillation_loss(candidate_scores, negative_scores, weights):
+    """Per-sample DLLM2Rec ranking loss, (B,): every candidate is a weighted pseudo-positive
+    against the sample's negative, ``sum_k w_k * -(log sigmoid(s_k) + log sigmoid(-s_neg))``.
+
+    ``candidate_scores``: (B, K) the student's scores of the teacher's candidates;
+    ``negative_scores``: (B,) its score of one sampled negative item; ``weights``: (B, K).
+    (The negative term is ``log sigmoid(-s)``, the log-probability of "not relevant".)
+    """
+    per_candidate = -(F.logsigmoid(candidate_scores) + F.logsigmoid(-negative_scores).unsqueeze(1))
+    return (weights.detach() * per_candidate).sum(dim=1)
+
+
+# ---- LEADER: feature distillation (Liu et al., 2024; its distillation part only) ----
+def feature_distillation_loss(projected_student_state, teacher_state):
+    """Per-sample mean squared error between the student's user state projected to the
+    teacher's width and the teacher's (detached) user state, (B,)."""
+    return (projected_student_state - teacher_state.detach().float()).pow(2).mean(dim=1)

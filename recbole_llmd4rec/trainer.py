@@ -20,6 +20,7 @@ from recbole.trainer import S3RecTrainer as RecBoleS3RecTrainer
 from recbole.utils import calculate_valid_score, dict2str, init_seed, set_color
 
 from recbole_llmd4rec.config import require_int
+from recbole_llmd4rec.distillers import make_distiller
 from recbole_llmd4rec.errors import LLMD4RecError
 from recbole_llmd4rec.export import export_item_embeddings, export_sasrec_checkpoint
 from recbole_llmd4rec.quick_start import atomic_torch_save, load_checkpoint
@@ -178,22 +179,26 @@ class MutualDistillTrainer(AbstractTrainer):
 
     def _crm_phase(self, t):
         if self.config["directions"] in ("both", "llm_to_crm"):
-            crm_record = self._train_phase(f"round{t}_crm", self.crm, self.crm_config, teacher=self.llm)
+            distiller = self.config["distiller"]
+            if distiller == "dllm2rec":  # its embedding distillation reads the LLM's item vectors
+                self.crm.set_teacher_item_embeddings(self.llm.item_representations())
+            crm_record = self._train_phase(f"round{t}_crm", self.crm, self.crm_config, teacher=self.llm,
+                                           distiller=distiller)
         else:
             crm_record = (0.0, 0)
         self._evaluate_round(t, "LLM", *self.llm_phase_record)
         self._evaluate_round(t, "CRM", *crm_record)
 
     # ---- one phase: a student trained to early stopping against a frozen teacher ----------
-    def _train_phase(self, name, student, student_config, teacher):
+    def _train_phase(self, name, student, student_config, teacher, distiller="llmd4rec"):
         started = time.time()
         store = None
         if teacher is not None:
+            topk = self.config["teacher_topk"] if self.config["teacher_store"] == "topk" else None
             store = TeacherStore.build(
-                teacher, self.train_dataset, str(self.run_dir / f"{name}_teacher.npy"),
-                self.config["teacher_batch_size"], self.device, student_config["distill_temperature"],
-                topk=self.config["teacher_topk"] if self.config["teacher_store"] == "topk" else None,
-                show_progress=self.show_progress,
+                teacher, self.train_dataset, self.run_dir / f"{name}_teacher",
+                self.config["teacher_batch_size"], self.device,
+                make_distiller(distiller, student, student_config, topk), show_progress=self.show_progress,
             )
             self.teacher_passes[name] = store.forward_passes
         train_loader = get_dataloader(student_config, "train")(
@@ -270,12 +275,17 @@ class MutualDistillTrainer(AbstractTrainer):
     def _export(self):
         self.report.write(self.run_dir)
         self.report.plot(str(self.run_dir / "rounds.png"))
-        export_sasrec_checkpoint(self.crm, self.crm_config, self.saved_model_file)
+        outputs = ["rounds.csv/json/png", "e4srec/", "item_embeddings.itememb"]
+        if self.crm.has_teacher_inputs:
+            self.logger.info("no sasrec_distilled.pth: DLLM2Rec's embedding distillation feeds the LLM's item "
+                             "vectors into SASRec's inputs, which a plain SASRec checkpoint cannot hold")
+        else:
+            export_sasrec_checkpoint(self.crm, self.crm_config, self.saved_model_file)
+            outputs.append("sasrec_distilled.pth")
         self.llm.save_artifacts(self.run_dir / "e4srec")
         export_item_embeddings(self.crm.item_embedding.weight, self.train_dataset,
                                str(self.run_dir / "item_embeddings.itememb"))
-        self.logger.info(f"LLMD4Rec outputs in {self.run_dir}: rounds.csv/json/png, sasrec_distilled.pth, "
-                         f"e4srec/, item_embeddings.itememb")
+        self.logger.info(f"LLMD4Rec outputs in {self.run_dir}: {', '.join(outputs)}")
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         """The distilled CRM (LLMD4Rec_C) on ``eval_data``."""

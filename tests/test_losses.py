@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from recbole_llmd4rec.losses import (
-    adaptive_weight, distill_kl, distillation_objective, kl_to_distribution, target_rank, teacher_targets,
+    adaptive_weight, distill_kl, distillation_objective, feature_distillation_loss, kl_to_distribution,
+    ranking_distillation_loss, ranking_distillation_weights, target_rank, teacher_targets,
 )
 
 
@@ -107,3 +108,35 @@ def test_teacher_targets_on_hand_computed_values():
     # KL = sum p log p - sum p log q = -0.562335 + ln 3 = 0.536277.
     kl = kl_to_distribution(torch.zeros(1, 3), targets.probs, targets.neg_entropy, 1.0)
     assert kl.item() == pytest.approx(-0.5623351446 + math.log(3.0), rel=1e-6)
+
+
+def test_ranking_distillation_weights_on_hand_computed_values():
+    # K = 2. Position: exp(-1), exp(-2) normalised = [0.731059, 0.268941].
+    # Confidence: softmax([ln 3, 0]) = [0.75, 0.25]. Consistency: [0, 1].
+    # Mixed with shares 0.3 / 0.5 / 0.1: [0.3*0.731059 + 0.5*0.75, 0.3*0.268941 + 0.5*0.25 + 0.1]
+    #   = [0.594318, 0.305682], sum 0.9; renormalised [0.660353, 0.339647].
+    weights = ranking_distillation_weights(torch.tensor([[math.log(3.0), 0.0]]), torch.tensor([[False, True]]),
+                                           0.3, 0.5, 0.1)
+    assert torch.allclose(weights, torch.tensor([[0.660353, 0.339647]]), atol=1e-6)
+
+
+def test_ranking_distillation_loss_uses_log_sigmoid_of_minus_the_negative_score():
+    # One sample, two candidates scoring 0 and ln 3, negative scoring 0, weights 0.25 / 0.75:
+    # -log sigmoid(0) = ln 2; -log sigmoid(ln 3) = ln(4/3); -log sigmoid(-0) = ln 2.
+    # 0.25 * (ln 2 + ln 2) + 0.75 * (ln(4/3) + ln 2) = 1.081922
+    loss = ranking_distillation_loss(torch.tensor([[0.0, math.log(3.0)]]), torch.tensor([0.0]),
+                                     torch.tensor([[0.25, 0.75]]))
+    assert loss.item() == pytest.approx(0.25 * 2 * math.log(2) + 0.75 * (math.log(4 / 3) + math.log(2)), rel=1e-6)
+    # A negative the student scores high costs more: log sigmoid(-s), not log sigmoid(1 - s).
+    worse = ranking_distillation_loss(torch.tensor([[0.0, math.log(3.0)]]), torch.tensor([3.0]),
+                                      torch.tensor([[0.25, 0.75]]))
+    assert worse.item() == pytest.approx(loss.item() + (math.log1p(math.exp(3.0)) - math.log(2)), rel=1e-6)
+
+
+def test_feature_distillation_loss_is_the_per_sample_mean_squared_error():
+    student = torch.tensor([[1.0, 2.0], [0.0, 0.0]], requires_grad=True)
+    teacher = torch.tensor([[0.0, 4.0], [1.0, 1.0]])
+    loss = feature_distillation_loss(student, teacher)
+    assert loss.tolist() == pytest.approx([(1 + 4) / 2, (1 + 1) / 2])
+    loss.sum().backward()
+    assert student.grad.tolist() == [[1.0, -2.0], [-1.0, -1.0]]  # d/ds mean((s - t)^2) = (s - t)

@@ -213,3 +213,32 @@ def test_a_broken_run_state_is_one_clear_error(run, workdir):
     with pytest.raises(LLMD4RecError, match=r"cannot read checkpoint .*state\.pth"):
         run(mutual_rounds=1)
     assert (trainer.run_dir / "rounds.csv").is_file()  # finished outputs are left alone
+
+
+@pytest.mark.parametrize("distiller, teacher_type", [("dllm2rec", "RankingTargets"), ("leader", "FeatureTargets")])
+def test_baseline_distillers_train_the_crm_from_the_llm(run, monkeypatch, distiller, teacher_type):
+    seen = []
+    original = SASRecD.calculate_loss
+
+    def spy(self, interaction, teacher=None):
+        seen.append(type(teacher).__name__)
+        return original(self, interaction, teacher=teacher)
+
+    monkeypatch.setattr(SASRecD, "calculate_loss", spy)
+    _, trainer = run(distiller=distiller, directions="llm_to_crm", mutual_rounds=1, crm={"learning_rate": 0.01})
+    assert teacher_type in seen and set(seen) <= {teacher_type, "NoneType"}
+    assert trainer.report.result(1, "CRM", "test")  # the round was evaluated
+    if distiller == "dllm2rec":
+        # Its embedding distillation reads the trained LLM's item vectors into SASRec's inputs ...
+        assert torch.equal(trainer.crm.item_embedding.teacher_embedding, trainer.llm.item_representations())
+        assert not (trainer.run_dir / "sasrec_distilled.pth").exists()  # ... so no plain SASRec exists
+    else:
+        # LEADER's projection is a training aid only: the export is a plain SASRec state dict.
+        exported = torch.load(trainer.run_dir / "sasrec_distilled.pth", weights_only=False)["state_dict"]
+        assert not any(key.startswith("feature_projection") for key in exported)
+        assert trainer.crm.feature_projection.out_features == trainer.llm.width
+
+
+def test_a_one_way_baseline_distiller_refuses_both_directions(run):
+    with pytest.raises(ConfigError, match="distiller dllm2rec distils the LLM into the CRM only"):
+        run(distiller="dllm2rec")

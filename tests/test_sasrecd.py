@@ -8,7 +8,9 @@ from recbole.utils import init_seed
 from recbole_llmd4rec import Config
 from recbole_llmd4rec.errors import ConfigError
 from recbole_llmd4rec.losses import distill_kl
-from recbole_llmd4rec.model.sasrecd import SASRecD, distillation_terms, item_teacher_targets
+from recbole_llmd4rec.model.sasrecd import (
+    ItemEmbeddingWithTeacher, SASRecD, distillation_terms, item_teacher_targets, sample_negatives,
+)
 from recbole_llmd4rec.quick_start import load_dataset
 
 
@@ -121,3 +123,25 @@ def test_nonsense_settings_are_refused(tiny, override, message):
     _, train_data, _, _ = load_dataset(config)
     with pytest.raises(ConfigError, match=message):
         SASRecD(config, train_data._dataset)
+
+
+def test_sampled_negatives_avoid_the_history_and_the_target():
+    torch.manual_seed(0)
+    item_seq = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
+    target = torch.tensor([4, 1])
+    for _ in range(50):
+        negatives = sample_negatives(item_seq, target, n_items=8)  # real items 1..7
+        assert negatives[0].item() in {5, 6, 7} and negatives[1].item() in {2, 3, 6, 7}
+
+
+def test_teacher_item_inputs_add_the_projected_teacher_embedding_and_keep_the_scoring_table():
+    table = torch.nn.Embedding(5, 3, padding_idx=0)
+    inputs = ItemEmbeddingWithTeacher(table, teacher_width=2, share=0.5)
+    assert inputs.weight is table.weight  # items are still scored with SASRec's own table
+    ids = torch.tensor([[1, 4]])
+    assert torch.equal(inputs(ids), table(ids))  # no teacher embeddings yet: plain lookups
+    teacher = torch.arange(10, dtype=torch.float32).view(5, 2)
+    inputs.teacher_embedding.copy_(teacher)
+    inputs.teacher_embedding_set.fill_(True)
+    expected = table(ids) + 0.5 * inputs.projection(teacher[ids])
+    assert torch.allclose(inputs(ids), expected)

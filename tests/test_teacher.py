@@ -8,6 +8,7 @@ import torch
 from recbole_llmd4rec import Config
 from recbole_llmd4rec.losses import distill_kl, kl_to_distribution, target_rank
 from recbole_llmd4rec.quick_start import load_dataset
+from recbole_llmd4rec.distillers import FeatureDistiller, KLDistiller, RankingDistiller
 from recbole_llmd4rec.teacher import INSTANCE_ID, TeacherStore
 
 TEMPERATURE = 0.6
@@ -49,8 +50,9 @@ def targets_of(train_dataset, ids):
 @pytest.mark.parametrize("show_progress", [False, True])
 def test_full_store_is_one_pass_and_follows_instance_ids(train_dataset, tmp_path, show_progress):
     teacher = FixedTeacher(train_dataset.item_num)
-    store = TeacherStore.build(teacher, train_dataset, str(tmp_path / "t.npy"), batch_size=100, device="cpu",
-                               temperature=TEMPERATURE, show_progress=show_progress)
+    distiller = KLDistiller(TEMPERATURE, train_dataset.item_num - 1)
+    store = TeacherStore.build(teacher, train_dataset, tmp_path / "t", batch_size=100, device="cpu",
+                               distiller=distiller, show_progress=show_progress)
     n = len(train_dataset)
     assert teacher.calls == store.forward_passes == -(-n // 100)
     ids = torch.tensor([5, 0, n - 1, 5])
@@ -60,17 +62,18 @@ def test_full_store_is_one_pass_and_follows_instance_ids(train_dataset, tmp_path
     assert torch.allclose(looked_up.probs, torch.softmax(items / TEMPERATURE, dim=1), rtol=1e-3, atol=1e-7)
     assert torch.equal(looked_up.target_rank, target_rank(items, target))
     # What the student's loss gets from the store is the KL to the teacher's logits.
-    student = torch.randn(len(ids), store.n_items)
+    student = torch.randn(len(ids), train_dataset.item_num - 1)
     assert torch.allclose(kl_to_distribution(student, looked_up.probs, looked_up.neg_entropy, TEMPERATURE),
                           distill_kl(student, items, TEMPERATURE), rtol=1e-3)
-    assert store.nbytes == n * store.n_items * 2 + n * (4 + 8)
+    assert store.nbytes == n * (train_dataset.item_num - 1) * 2 + n * (4 + 8)
     store.close()
-    assert not (tmp_path / "t.npy").exists()
+    assert not list(tmp_path.glob("t.*"))  # the memory-mapped files are gone
 
 
 def test_topk_store_keeps_the_k_largest_renormalised_and_ranks_over_all_items(train_dataset, tmp_path):
     teacher = FixedTeacher(train_dataset.item_num)
-    store = TeacherStore.build(teacher, train_dataset, str(tmp_path / "t.npy"), 64, "cpu", TEMPERATURE, topk=5)
+    distiller = KLDistiller(TEMPERATURE, train_dataset.item_num - 1, topk=5)
+    store = TeacherStore.build(teacher, train_dataset, tmp_path / "t", 64, "cpu", distiller)
     ids = torch.tensor([3, 7])
     looked_up = store.lookup(ids, "cpu")
     items = expected_logits(ids, train_dataset.item_num)[:, 1:]
@@ -82,10 +85,37 @@ def test_topk_store_keeps_the_k_largest_renormalised_and_ranks_over_all_items(tr
         assert torch.allclose(looked_up.probs[row, top], renormalised, rtol=1e-3)
     assert torch.equal(looked_up.target_rank, target_rank(items, targets_of(train_dataset, ids) - 1))
     top_k_logits = torch.full_like(items, float("-inf")).scatter(1, items.topk(5).indices, items.topk(5).values)
-    student = torch.randn(2, store.n_items)
+    student = torch.randn(2, train_dataset.item_num - 1)
     assert torch.allclose(kl_to_distribution(student, looked_up.probs, looked_up.neg_entropy, TEMPERATURE),
                           distill_kl(student, top_k_logits, TEMPERATURE), rtol=1e-3)
     n = len(train_dataset)
     assert store.nbytes == n * 5 * (2 + 8) + n * (4 + 8)
-    assert not (tmp_path / "t.npy").exists()  # top-K lives in memory
-    np.testing.assert_equal(store.indices.shape, (n, 5))
+    np.testing.assert_equal(store.arrays["indices"].shape, (n, 5))
+    store.close()
+
+
+def test_ranking_store_keeps_the_teachers_top_k_items_in_recbole_ids(train_dataset, tmp_path):
+    teacher = FixedTeacher(train_dataset.item_num)
+    store = TeacherStore.build(teacher, train_dataset, tmp_path / "t", 64, "cpu", RankingDistiller(3))
+    ids = torch.tensor([2, 9])
+    looked_up = store.lookup(ids, "cpu")
+    items = expected_logits(ids, train_dataset.item_num)[:, 1:]
+    assert torch.equal(looked_up.candidates, items.topk(3).indices + 1)  # best first, padding id 0 skipped
+    assert torch.allclose(looked_up.scores, items.topk(3).values)
+    store.close()
+
+
+def test_feature_store_keeps_the_teachers_user_states(train_dataset, tmp_path):
+    class StateTeacher(FixedTeacher):
+        ITEM_SEQ, ITEM_SEQ_LEN = "item_id_list", "item_length"
+
+        def forward(self, item_seq, item_seq_len):
+            return torch.stack([item_seq.sum(1), item_seq_len], dim=1).float()
+
+    store = TeacherStore.build(StateTeacher(train_dataset.item_num), train_dataset, tmp_path / "t", 64, "cpu",
+                               FeatureDistiller())
+    ids = torch.tensor([4, 1])
+    batch = train_dataset[ids.numpy()]
+    expected = torch.stack([batch["item_id_list"].sum(1), batch["item_length"]], dim=1).float()
+    assert torch.allclose(store.lookup(ids, "cpu").user_state, expected, rtol=1e-3)
+    store.close()

@@ -36,7 +36,7 @@ from transformers import DynamicCache
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
 from recbole_llmd4rec.llm import load_backbone, resolve_attention, resolve_dtype
-from recbole_llmd4rec.losses import distillation_objective
+from recbole_llmd4rec.losses import TeacherTargets, distillation_objective
 from recbole_llmd4rec.model.length_groups import forward_in_length_groups
 from recbole_llmd4rec.model.sasrecd import check_distillation_settings, distillation_terms, item_teacher_targets
 
@@ -194,8 +194,20 @@ class E4SRec(SequentialRecommender):
             return rec_loss
         if teacher is None:
             teacher = item_teacher_targets(teacher_logits, target, self.distill_temperature)
+        if not isinstance(teacher, TeacherTargets):
+            raise LLMD4RecError(f"E4SRec learns from a CRM through LLMD4Rec's KL, not {type(teacher).__name__}")
         kl, weight = distillation_terms(logits, teacher, target, self.distill_temperature, self.sample_weight)
         return distillation_objective(rec_loss, kl, weight, self.distill_gamma)
+
+    def item_representations(self):
+        """The LLM side's item vectors, the rows of ``W_out`` (n_items, D): what DLLM2Rec's
+        embedding distillation takes as the teacher's item embeddings."""
+        return self.output_projection.weight.detach()
+
+    @property
+    def width(self):
+        """D, the width of the user state (the LM's hidden size)."""
+        return self.output_projection.in_features
 
     def predict(self, interaction):
         return self.item_logits(interaction).gather(1, interaction[self.ITEM_ID].view(-1, 1)).squeeze(1)

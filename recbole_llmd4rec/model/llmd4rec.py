@@ -14,6 +14,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
 from recbole_llmd4rec.config import require_int
+from recbole_llmd4rec.distillers import DISTILLERS, ONE_WAY_DISTILLERS
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
 from recbole_llmd4rec.model.e4srec import E4SRec
 from recbole_llmd4rec.model.sasrecd import SASRecD
@@ -27,6 +28,10 @@ def check_llmd4rec_settings(config):
     require_int(config, "mutual_rounds", 1, " (paper: 2)")
     if config["directions"] not in DIRECTIONS:
         raise ConfigError(f"directions must be one of {', '.join(DIRECTIONS)}; got {config['directions']!r}")
+    if config["distiller"] not in DISTILLERS:
+        raise ConfigError(f"distiller must be one of {', '.join(DISTILLERS)}; got {config['distiller']!r}")
+    if config["distiller"] in ONE_WAY_DISTILLERS and config["directions"] != "llm_to_crm":
+        raise ConfigError(f"distiller {config['distiller']} distils the LLM into the CRM only: set directions: llm_to_crm")
     if config["teacher_store"] not in TEACHER_STORES:
         raise ConfigError(f"teacher_store must be one of {', '.join(TEACHER_STORES)}; got {config['teacher_store']!r}")
     if config["teacher_store"] == "topk":
@@ -50,6 +55,7 @@ class LLMD4Rec(SequentialRecommender):
         if config["crm_checkpoint"]:
             self.load_crm_checkpoint(config["crm_checkpoint"])
         self.llm = E4SRec(self.llm_config, dataset)
+        self.crm.add_distiller_parts(config["distiller"], self.llm.width)
 
     def load_crm_checkpoint(self, path):
         """Start from a trained SASRec/SASRecD checkpoint of this data set (skips pretraining)."""

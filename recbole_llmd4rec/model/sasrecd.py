@@ -1,4 +1,4 @@
-"""SASRecD: SASRec that can learn from a teacher's logits (the CRM of LLMD4Rec).
+"""SASRecD: SASRec that can learn from a teacher (the CRM of LLMD4Rec).
 
 Reference: "Bidirectional Knowledge Distillation for Enhancing Sequential Recommendation
 with Large Language Models" (LLMD4Rec, arXiv 2505.18120), Sec. 4.3, Eq. 6-9; SASRec
@@ -6,12 +6,18 @@ with Large Language Models" (LLMD4Rec, arXiv 2505.18120), Sec. 4.3, Eq. 6-9; SAS
 
 Without a teacher this *is* RecBole's SASRec: the same parameters under the same names and
 the same loss, so a trained SASRecD state dict loads into ``SASRec`` and the distilled model
-is deployed at SASRec's inference cost. Given the teacher's logits for the batch it
+is deployed at SASRec's inference cost. Given LLMD4Rec's teacher targets for the batch it
 minimises Eq. 9:
 
     L_CRM = L_rec + beta * mean_b( w2_b * KL(softmax(y_l / T2) || softmax(y_c / T2))_b )
 
 where w2 is the sample-wise adaptive weight of Eq. 8 (student = CRM, teacher = LLM).
+The baselines the paper compares with are losses of the same student (``losses.py``):
+DLLM2Rec, ``L_rec + lambda * L_rank`` plus its collaborative embedding distillation (the
+input item embeddings gain ``w * Linear(teacher item embedding)``), and LEADER,
+``L_rec + alpha * MSE(Linear(user state), teacher user state)``. Their extra parts exist only
+when the trainer adds them (:meth:`SASRecD.add_distiller_parts`) and never reach the
+exported SASRec, except DLLM2Rec's input embeddings, which change the model's inputs.
 Histories are computed in length groups (``length_groups``; 0 = RecBole's padded batch),
 which changes the work, not the function.
 Logits follow RecBole's full-ranking layout, (B, n_items) with column 0 the padding item;
@@ -20,15 +26,19 @@ the padding column is left out of the KL and of the ranks.
 
 import torch
 from recbole.model.sequential_recommender.sasrec import SASRec
+from torch import nn
 
 from recbole_llmd4rec.config import require_int
-from recbole_llmd4rec.errors import ConfigError
+from recbole_llmd4rec.distillers import PADDING_ITEM, real_items
+from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
 from recbole_llmd4rec.losses import (
-    adaptive_weight, distillation_objective, kl_to_distribution, target_rank, teacher_targets,
+    FeatureTargets, RankingTargets, TeacherTargets, adaptive_weight, distillation_objective,
+    feature_distillation_loss, kl_to_distribution, ranking_distillation_loss, ranking_distillation_weights,
+    target_rank, teacher_targets,
 )
 from recbole_llmd4rec.model.length_groups import forward_in_length_groups
 
-PADDING_ITEM = 0  # RecBole's item id 0 is padding, never a target
+NEGATIVE_RESAMPLING_ROUNDS = 10  # a negative that hits the history is redrawn at most this often
 
 
 def check_distillation_settings(config, coefficient_key):
@@ -41,7 +51,7 @@ def check_distillation_settings(config, coefficient_key):
 
 def item_teacher_targets(teacher_logits, target, temperature):
     """:class:`TeacherTargets` over the real items of RecBole logits (B, n_items)."""
-    return teacher_targets(teacher_logits[:, PADDING_ITEM + 1 :], target - (PADDING_ITEM + 1), temperature)
+    return teacher_targets(real_items(teacher_logits), target - (PADDING_ITEM + 1), temperature)
 
 
 def distillation_terms(student_logits, teacher, target, temperature, use_sample_weight):
@@ -50,7 +60,7 @@ def distillation_terms(student_logits, teacher, target, temperature, use_sample_
     ``teacher``: :class:`TeacherTargets` over the real items (a teacher store's lookup, or
     :func:`item_teacher_targets` of raw teacher logits).
     """
-    student_items = student_logits[:, PADDING_ITEM + 1 :]
+    student_items = real_items(student_logits)
     kl = kl_to_distribution(student_items, teacher.probs, teacher.neg_entropy, temperature)
     if use_sample_weight:
         student_rank = target_rank(student_items, target - (PADDING_ITEM + 1))
@@ -60,8 +70,43 @@ def distillation_terms(student_logits, teacher, target, temperature, use_sample_
     return kl, weight
 
 
+def sample_negatives(item_seq, target, n_items):
+    """One item per sequence, uniform over the real items outside its history and target."""
+    negatives = torch.randint(PADDING_ITEM + 1, n_items, target.shape, device=target.device)
+    for _ in range(NEGATIVE_RESAMPLING_ROUNDS):
+        clash = (item_seq == negatives.unsqueeze(1)).any(dim=1) | (negatives == target)
+        if not clash.any():
+            break
+        negatives[clash] = torch.randint(PADDING_ITEM + 1, n_items, (int(clash.sum()),), device=target.device)
+    return negatives
+
+
+class ItemEmbeddingWithTeacher(nn.Embedding):
+    """DLLM2Rec's collaborative embedding distillation on SASRec's item table.
+
+    Looked up (the history's inputs), item i is ``E_i + w * Linear(T_i)`` with ``T`` the
+    teacher's item embeddings (frozen, set by the trainer); ``weight`` stays the ID table
+    ``E`` that scores items, as in SASRec. Until ``T`` is set the lookup is ``E_i``.
+    """
+
+    def __init__(self, item_embedding, teacher_width, share):
+        super().__init__(item_embedding.num_embeddings, item_embedding.embedding_dim,
+                         padding_idx=item_embedding.padding_idx)
+        self.weight = item_embedding.weight  # the same parameter, under the same name
+        self.share = share
+        self.projection = nn.Linear(teacher_width, item_embedding.embedding_dim)
+        self.register_buffer("teacher_embedding", torch.zeros(item_embedding.num_embeddings, teacher_width))
+        self.register_buffer("teacher_embedding_set", torch.tensor(False))
+
+    def forward(self, item_ids):
+        embedding = super().forward(item_ids)
+        if not bool(self.teacher_embedding_set):
+            return embedding
+        return embedding + self.share * self.projection(self.teacher_embedding[item_ids])
+
+
 class SASRecD(SASRec):
-    """RecBole's SASRec plus the LLM -> CRM distillation term of LLMD4Rec (Eq. 9)."""
+    """RecBole's SASRec plus the LLM -> CRM distillation terms (LLMD4Rec's Eq. 9, or a baseline)."""
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -72,25 +117,85 @@ class SASRecD(SASRec):
         self.distill_temperature = config["distill_temperature"]
         self.sample_weight = config["sample_weight"]
         self.length_groups = require_int(config, "length_groups", 0, " (0: no grouping)")
+        self.dllm2rec_topk = require_int(config, "dllm2rec_topk", 1)
+        self.dllm2rec_weight = config["dllm2rec_weight"]
+        self.dllm2rec_shares = tuple(config["dllm2rec_shares"])
+        self.dllm2rec_embedding_weight = config["dllm2rec_embedding_weight"]
+        self.leader_weight = config["leader_weight"]
+        self.feature_projection = None
 
+    # ---- the parts a baseline distiller adds (the trainer calls these) ----------------------
+    def add_distiller_parts(self, distiller, teacher_width):
+        """DLLM2Rec: the teacher-augmented item inputs (if its embedding weight is > 0);
+        LEADER: the projection of the user state to the teacher's width."""
+        if distiller == "dllm2rec" and self.dllm2rec_embedding_weight > 0:
+            self.item_embedding = ItemEmbeddingWithTeacher(self.item_embedding, teacher_width,
+                                                           self.dllm2rec_embedding_weight)
+        elif distiller == "leader":
+            self.feature_projection = nn.Linear(self.hidden_size, teacher_width)
+
+    @property
+    def has_teacher_inputs(self):
+        """True when the item inputs carry a teacher's embeddings (no plain SASRec then)."""
+        return isinstance(self.item_embedding, ItemEmbeddingWithTeacher)
+
+    @torch.no_grad()
+    def set_teacher_item_embeddings(self, weight):
+        """DLLM2Rec: the teacher's item embeddings (n_items, teacher width), kept frozen."""
+        if not self.has_teacher_inputs:
+            return
+        self.item_embedding.teacher_embedding.copy_(weight.detach().to(self.item_embedding.teacher_embedding))
+        self.item_embedding.teacher_embedding_set.fill_(True)
+
+    def sasrec_state_dict(self):
+        """The state dict without the baseline parts: loads into RecBole's ``SASRec``."""
+        return {key: value for key, value in self.state_dict().items()
+                if not key.startswith("feature_projection.")}
+
+    # ---- scores and losses ------------------------------------------------------------------
     def forward(self, item_seq, item_seq_len):
         """SASRec's user state, computed in length groups (see ``length_groups``)."""
         return forward_in_length_groups(super().forward, item_seq, item_seq_len, self.length_groups)
 
     def item_logits(self, interaction):
         """Scores of every item for each sequence in the batch: (B, n_items)."""
-        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return torch.matmul(seq_output, self.item_embedding.weight.transpose(0, 1))
+        return self._logits(self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]))
+
+    def _logits(self, user_state):
+        return torch.matmul(user_state, self.item_embedding.weight.transpose(0, 1))
 
     def calculate_loss(self, interaction, teacher_logits=None, teacher=None):
-        """SASRec's loss; with a teacher also the weighted KL of Eq. 9. The teacher comes as
-        ``teacher_logits`` (B, n_items) or, from a teacher store, as :class:`TeacherTargets`."""
+        """SASRec's loss; with a teacher also its distillation term. The teacher comes as
+        ``teacher_logits`` (B, n_items: LLMD4Rec's KL) or from a teacher store as
+        :class:`TeacherTargets` (Eq. 9), :class:`RankingTargets` (DLLM2Rec) or
+        :class:`FeatureTargets` (LEADER)."""
         if teacher_logits is None and teacher is None:
             return super().calculate_loss(interaction)
-        logits = self.item_logits(interaction)
+        user_state = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        logits = self._logits(user_state)
         target = interaction[self.POS_ITEM_ID]
         rec_loss = self.loss_fct(logits, target)
         if teacher is None:
             teacher = item_teacher_targets(teacher_logits, target, self.distill_temperature)
-        kl, weight = distillation_terms(logits, teacher, target, self.distill_temperature, self.sample_weight)
-        return distillation_objective(rec_loss, kl, weight, self.distill_beta)
+        if isinstance(teacher, TeacherTargets):
+            kl, weight = distillation_terms(logits, teacher, target, self.distill_temperature, self.sample_weight)
+            return distillation_objective(rec_loss, kl, weight, self.distill_beta)
+        if isinstance(teacher, RankingTargets):
+            return rec_loss + self.dllm2rec_weight * self._ranking_loss(logits, interaction, teacher).mean()
+        if isinstance(teacher, FeatureTargets):
+            if self.feature_projection is None:
+                raise LLMD4RecError("LEADER's teacher needs add_distiller_parts('leader', width) first")
+            alignment = feature_distillation_loss(self.feature_projection(user_state), teacher.user_state)
+            return rec_loss + self.leader_weight * alignment.mean()
+        raise LLMD4RecError(f"SASRecD cannot learn from a teacher given as {type(teacher).__name__}")
+
+    def _ranking_loss(self, logits, interaction, teacher):
+        """DLLM2Rec's importance-aware ranking distillation for the batch, (B,)."""
+        with torch.no_grad():
+            student_top = real_items(logits).topk(self.dllm2rec_topk, dim=1).indices + (PADDING_ITEM + 1)
+            in_student_top = (teacher.candidates.unsqueeze(2) == student_top.unsqueeze(1)).any(dim=2)
+            weights = ranking_distillation_weights(teacher.scores, in_student_top, *self.dllm2rec_shares)
+            negatives = sample_negatives(interaction[self.ITEM_SEQ], interaction[self.POS_ITEM_ID], self.n_items)
+        candidate_scores = logits.gather(1, teacher.candidates)
+        negative_scores = logits.gather(1, negatives.unsqueeze(1)).squeeze(1)
+        return ranking_distillation_loss(candidate_scores, negative_scores, weights)
