@@ -3,6 +3,7 @@
     python run_llmd4rec.py                                  # the main job on ml-100k
     python run_llmd4rec.py --model=GRU4Rec --dataset=ml-100k --epochs=1
     python run_llmd4rec.py -m SASRec -d beauty --data_path=dataset/ --config_files="a.yaml b.yaml"
+    python run_llmd4rec.py --compare -d beauty --data_path=dataset/ --seeds=3 [--ablation]
 
 Any ``--key=value`` overrides a config key. Bad input ends in one ``error:`` line, exit 2.
 """
@@ -20,6 +21,11 @@ def parse_args(argv):
     parser.add_argument("--model", "-m", default=None, help=f"model name (default {MAIN_JOB_MODEL})")
     parser.add_argument("--dataset", "-d", default=None, help=f"data set name (default {MAIN_JOB_DATASET})")
     parser.add_argument("--config_files", default=None, help="space-separated yaml files, later ones win")
+    parser.add_argument("--compare", action="store_true",
+                        help="train and test every method side by side (recbole_llmd4rec/compare.py)")
+    parser.add_argument("--seeds", type=int, default=3, help="--compare: seeds per method")
+    parser.add_argument("--methods", default=None, help="--compare: comma-separated methods (default: all)")
+    parser.add_argument("--ablation", action="store_true", help="--compare: add the LLMD4Rec ablations")
     return parser.parse_known_args(argv)
 
 
@@ -33,6 +39,11 @@ def main(argv=None):
         config_files.insert(0, str(PROPERTIES_DIR / MAIN_JOB_CONFIG))
     model = args.model or MAIN_JOB_MODEL
     dataset = args.dataset or MAIN_JOB_DATASET
+    if args.compare:
+        from recbole_llmd4rec.compare import compare
+
+        compare(dataset, config_files, overrides, args.seeds, args.methods, args.ablation)
+        return 0
     try:
         run_llmd4rec(model=model, dataset=dataset, config_file_list=config_files, cmd_args=overrides)
     except LLMD4RecError as exc:

@@ -3,6 +3,7 @@ know plugin models, plugin yaml layers and clear errors for missing data."""
 
 import os
 import sys
+import time
 from logging import getLogger
 
 import torch
@@ -58,7 +59,8 @@ def run_llmd4rec(model=None, dataset=None, config_file_list=None, config_dict=No
     """Train and test one model, as RecBole's ``run_recbole`` does.
 
     Returns a dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``
-    and ``test_result`` (RecBole's keys) plus ``saved_model_file`` when ``saved``.
+    and ``test_result`` (RecBole's keys) plus ``saved_model_file`` when ``saved`` and
+    ``train_seconds``, the wall time of ``trainer.fit``.
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
     check_dataset_files(config)
@@ -77,9 +79,11 @@ def run_llmd4rec(model=None, dataset=None, config_file_list=None, config_dict=No
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     # A trainer that reports on the test split during training (MutualDistillTrainer) says so.
     extra = {"test_data": test_data} if getattr(trainer, "needs_test_data", False) else {}
+    started = time.time()
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"], **extra
     )
+    train_seconds = time.time() - started
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
 
     logger.info(set_color("best valid ", "yellow") + f": {dict2str(best_valid_result)}")
@@ -90,6 +94,7 @@ def run_llmd4rec(model=None, dataset=None, config_file_list=None, config_dict=No
         "best_valid_result": best_valid_result,
         "test_result": test_result,
         "saved_model_file": trainer.saved_model_file if saved else None,
+        "train_seconds": train_seconds,
     }
 
 

@@ -172,7 +172,9 @@ class MutualDistillTrainer(AbstractTrainer):
         directions = self.config["directions"]
         if directions in ("both", "crm_to_llm"):
             self.llm_phase_record = self._train_phase(f"round{t}_llm", self.llm, self.llm_config, teacher=self.crm)
-        elif t == 1:  # llm_to_crm: E4SRec is trained once, on its own loss, to become the teacher
+        elif t == 1 and not self.config["llm_checkpoint"]:
+            # llm_to_crm: E4SRec is trained once, on its own loss, to become the teacher
+            # (unless llm_checkpoint gave a trained one).
             self.llm_phase_record = self._train_phase(f"round{t}_llm", self.llm, self.llm_config, teacher=None)
         else:
             self.llm_phase_record = (0.0, 0)

@@ -55,6 +55,8 @@ class LLMD4Rec(SequentialRecommender):
         if config["crm_checkpoint"]:
             self.load_crm_checkpoint(config["crm_checkpoint"])
         self.llm = E4SRec(self.llm_config, dataset)
+        if config["llm_checkpoint"]:
+            self.load_llm_checkpoint(config["llm_checkpoint"])
         self.crm.add_distiller_parts(config["distiller"], self.llm.width)
 
     def load_crm_checkpoint(self, path):
@@ -69,6 +71,18 @@ class LLMD4Rec(SequentialRecommender):
             raise LLMD4RecError(
                 f"crm_checkpoint {path} does not fit this data set's SASRec (another data set or size?): "
                 f"{lines[1 if len(lines) > 1 else 0].strip()}"
+            ) from None
+
+    def load_llm_checkpoint(self, path):
+        """Start E4SRec from a trained E4SRec RecBole checkpoint of this data set and LLM."""
+        from recbole_llmd4rec.quick_start import load_checkpoint
+
+        try:
+            self.llm.load_state_dict(load_checkpoint(str(path))["state_dict"])
+        except RuntimeError as exc:
+            raise LLMD4RecError(
+                f"llm_checkpoint {path} does not fit this data set's E4SRec (another data set or LLM?): "
+                f"{str(exc).splitlines()[0]}"
             ) from None
 
     def calculate_loss(self, interaction):

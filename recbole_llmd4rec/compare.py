@@ -1,0 +1,337 @@
+"""Side by side: RecBole's baselines, the distillation baselines and LLMD4Rec on one data set.
+
+    python run_llmd4rec.py --compare --dataset=beauty --data_path=DIR [--seeds=3] [--ablation]
+                           [--methods=SASRec,LLMD4Rec] [--key=value ...]
+
+Every method runs with the same data set, split and full-ranking evaluator (the plugin's
+config layers plus the ``--key=value`` overrides, which reach every method), for each seed,
+each in a fresh interpreter. The distillation methods start from the SASRec (and E4SRec)
+that the same seed's rows trained, as the paper does ("initialize the ID embeddings using
+pre-trained SASRec"), so a seed trains each base model once:
+
+- GRU4Rec, SASRec, S3Rec: RecBole's models, unchanged (S3Rec pre-trains, then fine-tunes).
+- E4SRec: alone, its item embeddings from that SASRec.
+- KD LLM->CRM, DLLM2Rec, LEADER: that SASRec learns from that E4SRec (one CRM phase).
+- KD CRM->LLM: E4SRec learns from that SASRec (one LLM phase).
+- LLMD4Rec_C / LLMD4Rec_L: Algorithm 1 from that SASRec; the CRM and the LLM after the last round.
+- ``--ablation`` adds LLMD4Rec w/o loop, w/o sample weight and w/o embedding update.
+
+A finished (method, seed) leaves ``<out>/<method>/seed<k>.json``; a rerun with the same
+settings reuses it instead of retraining, and an LLMD4Rec run cut short resumes from its own
+``state.pth``, so an interrupted comparison resumes. The tables (Markdown and CSV, mean and
+sample standard deviation over the seeds) are rewritten after every finished run.
+"""
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NOT_METRICS = ("round", "model", "split", "phase_seconds", "epochs")  # the other columns of rounds.json
+DEFAULT_SEEDS = 3
+FIRST_SEED = 2020  # RecBole's default seed; seed k of a comparison is FIRST_SEED + k
+LATENCY_USERS = 200  # users scored one at a time for the per-user inference latency
+
+
+@dataclass(frozen=True)
+class Method:
+    """One trained model (or one LLMD4Rec run) and the table rows it gives.
+
+    ``rows``: (row name, which model of an LLMD4Rec run it reports: "CRM", "LLM", or None
+    for a plain RecBole run). ``starts_from``: earlier methods of the same seed whose
+    checkpoints it starts from ("SASRec" -> crm_checkpoint, "E4SRec" -> llm_checkpoint).
+    """
+
+    name: str
+    model: str
+    settings: dict = field(default_factory=dict)
+    starts_from: tuple = ()
+    rows: tuple = ()
+    latency: tuple = ()  # rows whose deployable model's per-user latency is measured
+
+    def row_names(self):
+        return [row for row, _ in self.rows] or [self.name]
+
+
+ONE_WAY = {"mutual_rounds": 1}
+METHODS = [
+    Method("GRU4Rec", "GRU4Rec"),
+    Method("SASRec", "SASRec", latency=("SASRec",)),
+    Method("S3Rec", "S3Rec"),
+    Method("E4SRec", "E4SRec", starts_from=("SASRec",), latency=("E4SRec",)),
+    Method("KD_LLM_to_CRM", "LLMD4Rec", {**ONE_WAY, "directions": "llm_to_crm", "sample_weight": False},
+           ("SASRec", "E4SRec"), (("KD LLM->CRM", "CRM"),)),
+    Method("KD_CRM_to_LLM", "LLMD4Rec", {**ONE_WAY, "directions": "crm_to_llm", "sample_weight": False},
+           ("SASRec",), (("KD CRM->LLM", "LLM"),)),
+    Method("DLLM2Rec", "LLMD4Rec", {**ONE_WAY, "directions": "llm_to_crm", "distiller": "dllm2rec"},
+           ("SASRec", "E4SRec"), (("DLLM2Rec", "CRM"),)),
+    Method("LEADER", "LLMD4Rec", {**ONE_WAY, "directions": "llm_to_crm", "distiller": "leader"},
+           ("SASRec", "E4SRec"), (("LEADER", "CRM"),)),
+    Method("LLMD4Rec", "LLMD4Rec", {}, ("SASRec",), (("LLMD4Rec_C", "CRM"), ("LLMD4Rec_L", "LLM")),
+           latency=("LLMD4Rec_C",)),
+]
+ABLATIONS = [
+    Method(f"LLMD4Rec_{tag}", "LLMD4Rec", settings, ("SASRec",),
+           ((f"LLMD4Rec_C {label}", "CRM"), (f"LLMD4Rec_L {label}", "LLM")))
+    for tag, label, settings in (
+        ("no_loop", "w/o loop", {"mutual_rounds": 1}),
+        ("no_sample_weight", "w/o w", {"sample_weight": False}),
+        ("no_embedding_update", "w/o eu", {"embedding_update": False}),
+    )
+]
+IMPROVEMENTS = (("LLMD4Rec_C", "SASRec"), ("LLMD4Rec_L", "E4SRec"))  # (row, the backbone it improves)
+
+
+def fingerprint(*parts):
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+# ---- one (method, seed) in a fresh interpreter ------------------------------------------------
+def run_one(spec):
+    """Train and test one method for one seed (``spec`` from :func:`Comparison.spec`); write its
+    result file. Runs in the child interpreter."""
+    from recbole_llmd4rec.quick_start import run_llmd4rec
+
+    method = next(m for m in METHODS + ABLATIONS if m.name == spec["method"])
+    config_dict = {**method.settings, **spec["checkpoints"], "seed": spec["seed"],
+                   "checkpoint_dir": spec["run_dir"]}
+    result = run_llmd4rec(method.model, spec["dataset"], spec["config_files"], config_dict,
+                          cmd_args=spec["overrides"])
+    saved_model_file = result["saved_model_file"]
+    record = {"method": method.name, "seed": spec["seed"], "fingerprint": spec["fingerprint"],
+              "checkpoint": saved_model_file, "rows": {}, "train_seconds": {}, "latency_ms": {}}
+    if method.model == "LLMD4Rec":
+        rounds = json.loads((Path(saved_model_file).parent / "rounds.json").read_text())
+        last = max(row["round"] for row in rounds)
+        phases = {(row["round"], row["model"]): row["phase_seconds"] for row in rounds if row["round"] > 0}
+        for row_name, part in method.rows:
+            final = next(r for r in rounds if (r["round"], r["model"], r["split"]) == (last, part, "test"))
+            record["rows"][row_name] = {key: value for key, value in final.items() if key not in NOT_METRICS}
+            record["train_seconds"][row_name] = sum(phases.values())
+    else:
+        record["rows"][method.name] = {metric: float(value) for metric, value in result["test_result"].items()}
+        record["train_seconds"][method.name] = result["train_seconds"]
+    for row_name in method.latency:
+        record["latency_ms"][row_name] = per_user_latency_ms(saved_model_file)
+    write_json_atomically(spec["result_file"], record)
+
+
+def per_user_latency_ms(model_file):
+    """Median milliseconds to score every item for one test user, one user at a time."""
+    import torch
+
+    from recbole_llmd4rec.quick_start import load_data_and_model
+
+    _, model, _, _, _, test_data = load_data_and_model(model_file)
+    model.eval()
+    timings = []
+    with torch.inference_mode():
+        for batch in test_data:
+            interaction = batch[0]
+            for row in range(len(interaction)):
+                user = interaction[row : row + 1]
+                started = time.perf_counter()
+                model.full_sort_predict(user)
+                timings.append(time.perf_counter() - started)
+                if len(timings) >= LATENCY_USERS:
+                    return 1000 * statistics.median(timings)
+    return 1000 * statistics.median(timings)
+
+
+def write_json_atomically(path, data):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".tmp{os.getpid()}")
+    temporary.write_text(json.dumps(data, indent=2))
+    os.replace(temporary, path)
+
+
+# ---- the comparison ----------------------------------------------------------------------------
+class Comparison:
+    """Every method of ``methods`` for every seed, in dependency order, reusing finished runs."""
+
+    def __init__(self, dataset, config_files, overrides, seeds, methods, out_dir):
+        self.dataset = dataset
+        self.config_files = [str(Path(f).resolve()) for f in config_files]
+        self.overrides = list(overrides)
+        self.seeds = [FIRST_SEED + k for k in range(seeds)]
+        self.methods = methods
+        self.out_dir = Path(out_dir).resolve()
+        self.records = {}  # (method name, seed) -> result record
+
+    def spec(self, method, seed):
+        checkpoints = {}
+        for base in method.starts_from:
+            key = "crm_checkpoint" if base == "SASRec" else "llm_checkpoint"
+            checkpoints[key] = self.records[(base, seed)]["checkpoint"]
+        run_fingerprint = fingerprint(method.name, method.model, method.settings, seed, self.dataset,
+                                      self.config_files, self.overrides,
+                                      [self.records[(base, seed)]["fingerprint"] for base in method.starts_from])
+        return {"method": method.name, "seed": seed, "dataset": self.dataset, "config_files": self.config_files,
+                "overrides": self.overrides, "checkpoints": checkpoints, "fingerprint": run_fingerprint,
+                "run_dir": str(self.out_dir / method.name / f"seed{seed}"),
+                "result_file": str(self.out_dir / method.name / f"seed{seed}.json")}
+
+    def run(self, log=print):
+        for seed in self.seeds:
+            for method in self.methods:
+                missing = [base for base in method.starts_from if (base, seed) not in self.records]
+                if missing:
+                    raise SystemExit(f"error: {method.name} starts from {', '.join(missing)}: add it to --methods")
+                spec = self.spec(method, seed)
+                record = self._finished(spec)
+                if record is None:
+                    log(f"compare: {method.name}, seed {seed} ...")
+                    self._run_child(spec)
+                    record = self._finished(spec)
+                else:
+                    log(f"compare: {method.name}, seed {seed}: reused {spec['result_file']}")
+                self.records[(method.name, seed)] = record
+                self.write_tables()
+        return self.write_tables()
+
+    @staticmethod
+    def _finished(spec):
+        path = Path(spec["result_file"])
+        if not path.is_file():
+            return None
+        record = json.loads(path.read_text())
+        return record if record.get("fingerprint") == spec["fingerprint"] else None
+
+    def _run_child(self, spec):
+        log_file = Path(spec["run_dir"]) / "run.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+                                                           os.environ.get("PYTHONPATH", "")]))
+        with open(log_file, "a", encoding="utf-8") as log:
+            completed = subprocess.run(
+                [sys.executable, "-m", "recbole_llmd4rec.compare", "--run-one", json.dumps(spec)],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        if completed.returncode != 0 or self._finished(spec) is None:
+            tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
+            raise SystemExit(f"error: {spec['method']} (seed {spec['seed']}) failed: {tail[0] if tail else ''} "
+                             f"(whole log: {log_file}); finished runs are kept, rerun to resume")
+
+    # ---- tables -------------------------------------------------------------------------------
+    @property
+    def metrics(self):
+        """The evaluator's metrics (e.g. hit@10, ndcg@10), in the order the runs report them."""
+        for record in self.records.values():
+            return list(next(iter(record["rows"].values())))
+        return []
+
+    def table_rows(self):
+        """One dict per table row with the mean and spread over the seeds that finished."""
+        metrics = self.metrics
+        rows = []
+        for method in self.methods:
+            for row_name in method.row_names():
+                records = [self.records[(method.name, s)] for s in self.seeds if (method.name, s) in self.records]
+                if not records:
+                    continue
+                row = {"method": row_name, "seeds": len(records)}
+                for metric in metrics:
+                    values = [r["rows"][row_name][metric] for r in records]
+                    row[metric] = statistics.mean(values)
+                    row[f"{metric} sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+                row["train_s"] = statistics.mean(r["train_seconds"][row_name] for r in records)
+                latencies = [r["latency_ms"][row_name] for r in records if row_name in r["latency_ms"]]
+                row["latency_ms_per_user"] = statistics.mean(latencies) if latencies else None
+                rows.append(row)
+        by_name = {row["method"]: row for row in rows}
+        for improved, base in IMPROVEMENTS:
+            if improved in by_name and base in by_name:
+                for metric in metrics:
+                    base_value = by_name[base][metric]
+                    by_name[improved][f"{metric} vs {base}"] = (
+                        100 * (by_name[improved][metric] - base_value) / base_value if base_value else None)
+        return rows
+
+    def write_tables(self):
+        rows = self.table_rows()
+        stem = self.out_dir / f"comparison-{self.dataset}"
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        metrics = self.metrics
+        columns = ["method", "seeds", *[c for m in metrics for c in (m, f"{m} sd")], "train_s",
+                   "latency_ms_per_user", *[f"{m} vs {base}" for _, base in IMPROVEMENTS for m in metrics]]
+        temporary = stem.with_suffix(".csv.tmp")
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(temporary, stem.with_suffix(".csv"))
+        markdown = self.markdown(rows, metrics)
+        temporary = stem.with_suffix(".md.tmp")
+        temporary.write_text(markdown, encoding="utf-8")
+        os.replace(temporary, stem.with_suffix(".md"))
+        return markdown
+
+    def markdown(self, rows, metrics):
+        header = ["method", "seeds", *[m.replace("hit", "HR").replace("ndcg", "NDCG") for m in metrics],
+                  "train s", "latency ms/user"]
+        lines = [f"Data set {self.dataset}; seeds {', '.join(map(str, self.seeds))}; "
+                 f"overrides: {' '.join(self.overrides) or 'none'}. Mean +- sample sd over the finished seeds.",
+                 "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in rows:
+            cells = [row["method"], str(row["seeds"])]
+            for metric in metrics:
+                cell = f"{row[metric]:.4f} +- {row[f'{metric} sd']:.4f}"
+                for _, base in IMPROVEMENTS:
+                    change = row.get(f"{metric} vs {base}")
+                    if change is not None:
+                        cell += f" ({change:+.1f}% vs {base})"
+                cells.append(cell)
+            cells.append(f"{row['train_s']:.0f}")
+            latency = row["latency_ms_per_user"]
+            cells.append("" if latency is None else f"{latency:.2f}")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "train s: this row's own training (the distillation rows start from the same seed's "
+                      "SASRec and, for the LLM -> CRM ones, E4SRec, whose times are their own rows')."]
+        return "\n".join(lines) + "\n"
+
+
+def select_methods(names, ablation):
+    """``names``: comma-separated method names (default: all); ``ablation`` adds the ablations."""
+    available = METHODS + ABLATIONS
+    if names:
+        wanted = [name.strip() for name in names.split(",") if name.strip()]
+        unknown = [name for name in wanted if name not in {m.name for m in available}]
+        if unknown:
+            raise SystemExit(f"error: unknown method {unknown[0]!r}; choose from "
+                             f"{', '.join(m.name for m in available)}")
+        chosen = [m for m in available if m.name in wanted]
+    else:
+        chosen = list(METHODS)
+    if ablation:
+        chosen += [m for m in ABLATIONS if m not in chosen]
+    return chosen
+
+
+def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None, ablation=False, out_dir=None):
+    """Run (or resume) the comparison; returns the Markdown table."""
+    if seeds < 1:
+        raise SystemExit(f"error: --seeds must be >= 1, got {seeds}")
+    out_dir = out_dir or Path("saved") / f"compare-{dataset}"
+    comparison = Comparison(dataset, config_files, overrides, seeds, select_methods(methods, ablation), out_dir)
+    markdown = comparison.run()
+    print(markdown)
+    print(f"tables: {comparison.out_dir}/comparison-{dataset}.md and .csv")
+    return markdown
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="internal: one (method, seed) of a comparison")
+    parser.add_argument("--run-one", required=True, help="the run's spec as JSON")
+    run_one(json.loads(parser.parse_args(argv).run_one))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The side-by-side comparison: runs, reuse of finished runs, the tables' arithmetic."""
+
+import json
+
+import pytest
+
+from conftest import TESTS, TINY_YAML
+from recbole_llmd4rec.compare import METHODS, Comparison, compare, select_methods
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """SASRec, E4SRec, DLLM2Rec and LLMD4Rec on the tiny data set, one seed, one epoch per phase."""
+    out = tmp_path_factory.mktemp("compare")
+    overrides = [f"--data_path={TESTS / 'data'}", f"--llm_cache_dir={out / 'llm_cache'}", "--epochs=1"]
+    arguments = ("tiny", [str(TINY_YAML)], overrides)
+    markdown = compare(*arguments, seeds=1, methods="SASRec,E4SRec,DLLM2Rec,LLMD4Rec", out_dir=out)
+    return out, arguments, markdown
+
+
+def test_every_method_gives_its_rows_and_the_tables(finished):
+    out, _, markdown = finished
+    for row in ("SASRec", "E4SRec", "DLLM2Rec", "LLMD4Rec_C", "LLMD4Rec_L"):
+        assert f"| {row} | 1 |" in markdown
+    assert "% vs SASRec" in markdown and "% vs E4SRec" in markdown
+    lines = (out / "comparison-tiny.csv").read_text().splitlines()
+    assert lines[0].startswith("method,seeds,hit@5,hit@5 sd,hit@10") and len(lines) == 1 + 5
+    sasrec = json.loads((out / "SASRec" / "seed2020.json").read_text())
+    llmd4rec = json.loads((out / "LLMD4Rec" / "seed2020.json").read_text())
+    # The distilled CRM is a plain SASRec: its latency was measured the same way as SASRec's.
+    assert sasrec["latency_ms"]["SASRec"] > 0 and llmd4rec["latency_ms"]["LLMD4Rec_C"] > 0
+    # LLMD4Rec started from this seed's SASRec: its round 0 is that checkpoint's test result.
+    rounds = json.loads(next((out / "LLMD4Rec" / "seed2020").glob("LLMD4Rec-*/rounds.json")).read_text())
+    round0 = next(r for r in rounds if (r["round"], r["split"]) == (0, "test"))
+    assert round0["ndcg@10"] == pytest.approx(sasrec["rows"]["SASRec"]["ndcg@10"], abs=1e-4)
+
+
+def test_a_rerun_reuses_finished_runs_and_changed_settings_retrain(finished, monkeypatch):
+    out, (dataset, files, overrides), _ = finished
+    launched = []
+    monkeypatch.setattr(Comparison, "_run_child", lambda self, spec: launched.append(spec["method"]))
+    comparison = Comparison(dataset, files, overrides, 1, select_methods("SASRec,E4SRec", False), out)
+    comparison.run(log=lambda message: None)
+    assert launched == []
+    changed = Comparison(dataset, files, overrides + ["--learning_rate=0.01"], 1,
+                         select_methods("SASRec", False), out)
+    with pytest.raises(TypeError):  # the stub launches nothing, so no record comes back
+        changed.run(log=lambda message: None)
+    assert launched == ["SASRec"]
+
+
+def test_table_means_spreads_and_improvements_on_hand_made_records(tmp_path):
+    comparison = Comparison("toy", [], [], 2, select_methods("SASRec,E4SRec,LLMD4Rec", False), tmp_path)
+    values = {"SASRec": (0.10, 0.20), "LLMD4Rec_C": (0.12, 0.26), "LLMD4Rec_L": (0.30, 0.30)}
+    for seed_index, seed in enumerate(comparison.seeds):
+        for method, rows in (("SASRec", ["SASRec"]), ("LLMD4Rec", ["LLMD4Rec_C", "LLMD4Rec_L"])):
+            comparison.records[(method, seed)] = {
+                "rows": {row: {m: values[row][seed_index] for m in ("hit@5", "hit@10", "hit@20", "ndcg@5",
+                                                                   "ndcg@10", "ndcg@20")} for row in rows},
+                "train_seconds": {row: 10.0 * (seed_index + 1) for row in rows},
+                "latency_ms": {},
+            }
+    rows = {row["method"]: row for row in comparison.table_rows()}
+    assert rows["SASRec"]["ndcg@10"] == pytest.approx(0.15) and rows["SASRec"]["ndcg@10 sd"] == pytest.approx(0.0707107)
+    assert rows["LLMD4Rec_C"]["ndcg@10"] == pytest.approx(0.19)
+    assert rows["LLMD4Rec_C"]["ndcg@10 vs SASRec"] == pytest.approx(100 * (0.19 - 0.15) / 0.15)
+    assert rows["SASRec"]["train_s"] == pytest.approx(15.0)
+    assert "ndcg@10 vs E4SRec" not in rows["LLMD4Rec_L"]  # no E4SRec row finished to compare with
+    assert rows["LLMD4Rec_L"]["ndcg@10 sd"] == 0.0
+
+
+def test_a_method_without_its_base_is_refused(tmp_path):
+    comparison = Comparison("toy", [], [], 1, select_methods("LLMD4Rec", False), tmp_path)
+    with pytest.raises(SystemExit, match="LLMD4Rec starts from SASRec: add it to --methods"):
+        comparison.run(log=lambda message: None)
+    with pytest.raises(SystemExit, match="unknown method 'BERT4Rec'"):
+        select_methods("SASRec,BERT4Rec", False)
+    assert [m.name for m in select_methods(None, True)][: len(METHODS)] == [m.name for m in METHODS]
