@@ -242,3 +242,9 @@ def test_baseline_distillers_train_the_crm_from_the_llm(run, monkeypatch, distil
 def test_a_one_way_baseline_distiller_refuses_both_directions(run):
     with pytest.raises(ConfigError, match="distiller dllm2rec distils the LLM into the CRM only"):
         run(distiller="dllm2rec")
+
+
+def test_an_llm_checkpoint_that_is_not_an_e4srec_is_refused(run, tiny):
+    crm = run_llmd4rec("SASRec", **tiny)
+    with pytest.raises(LLMD4RecError, match="llm_checkpoint .* does not fit this data set's E4SRec"):
+        run(llm_checkpoint=crm["saved_model_file"], directions="llm_to_crm")
