@@ -65,7 +65,8 @@ class PhaseTrainer(Trainer):
     def _student_loss(self, interaction):
         if self.teacher is None:
             return self.model.calculate_loss(interaction)
-        return self.model.calculate_loss(interaction, teacher=self.teacher.lookup(interaction[INSTANCE_ID], self.device))
+        teacher_targets = self.teacher.lookup(interaction[INSTANCE_ID], self.device)
+        return self.model.calculate_loss(interaction, teacher=teacher_targets)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         loss_func = loss_func or self._student_loss

@@ -31,7 +31,9 @@ def check_llmd4rec_settings(config):
     if config["distiller"] not in DISTILLERS:
         raise ConfigError(f"distiller must be one of {', '.join(DISTILLERS)}; got {config['distiller']!r}")
     if config["distiller"] in ONE_WAY_DISTILLERS and config["directions"] != "llm_to_crm":
-        raise ConfigError(f"distiller {config['distiller']} distils the LLM into the CRM only: set directions: llm_to_crm")
+        raise ConfigError(
+            f"distiller {config['distiller']} distils the LLM into the CRM only: set directions: llm_to_crm"
+        )
     if config["teacher_store"] not in TEACHER_STORES:
         raise ConfigError(f"teacher_store must be one of {', '.join(TEACHER_STORES)}; got {config['teacher_store']!r}")
     if config["teacher_store"] == "topk":
