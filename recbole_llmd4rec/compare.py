@@ -38,6 +38,7 @@ NOT_METRICS = ("round", "model", "split", "phase_seconds", "epochs")  # the othe
 DEFAULT_SEEDS = 3
 FIRST_SEED = 2020  # RecBole's default seed; seed k of a comparison is FIRST_SEED + k
 LATENCY_USERS = 200  # users scored one at a time for the per-user inference latency
+LATENCY_WARMUP = 10  # users scored first and not timed (allocations, kernel selection)
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,9 @@ def run_one(spec):
                           cmd_args=spec["overrides"])
     saved_model_file = result["saved_model_file"]
     record = {"method": method.name, "seed": spec["seed"], "fingerprint": spec["fingerprint"],
-              "checkpoint": saved_model_file, "rows": {}, "train_seconds": {}, "latency_ms": {}}
+              # DLLM2Rec writes no SASRec checkpoint (see MutualDistillTrainer._export).
+              "checkpoint": saved_model_file if os.path.isfile(saved_model_file) else None,
+              "rows": {}, "train_seconds": {}, "latency_ms": {}}
     if method.model == "LLMD4Rec":
         rounds = json.loads((Path(saved_model_file).parent / "rounds.json").read_text())
         last = max(row["round"] for row in rounds)
@@ -124,25 +127,29 @@ def run_one(spec):
 
 
 def per_user_latency_ms(model_file):
-    """Median milliseconds to score every item for one test user, one user at a time."""
+    """Median milliseconds to score every item for one test user, one user at a time, after
+    ``LATENCY_WARMUP`` users."""
     import torch
 
     from recbole_llmd4rec.quick_start import load_data_and_model
 
-    _, model, _, _, _, test_data = load_data_and_model(model_file)
+    config, model, _, _, _, test_data = load_data_and_model(model_file)
     model.eval()
+    synchronize = torch.cuda.synchronize if config["device"].type == "cuda" else (lambda: None)
     timings = []
     with torch.inference_mode():
         for batch in test_data:
             interaction = batch[0]
             for row in range(len(interaction)):
-                user = interaction[row : row + 1]
+                user = interaction[row : row + 1].to(config["device"])
+                synchronize()
                 started = time.perf_counter()
                 model.full_sort_predict(user)
+                synchronize()
                 timings.append(time.perf_counter() - started)
-                if len(timings) >= LATENCY_USERS:
-                    return 1000 * statistics.median(timings)
-    return 1000 * statistics.median(timings)
+                if len(timings) >= LATENCY_WARMUP + LATENCY_USERS:
+                    return 1000 * statistics.median(timings[LATENCY_WARMUP:])
+    return 1000 * statistics.median(timings[LATENCY_WARMUP:] or timings)
 
 
 def write_json_atomically(path, data):
@@ -165,6 +172,13 @@ class Comparison:
         self.methods = methods
         self.out_dir = Path(out_dir).resolve()
         self.records = {}  # (method name, seed) -> result record
+        # What the runs read besides the overrides: the user's and the plugin's yaml files, by
+        # content, so an edited default retrains instead of reusing a stale result.
+        from recbole_llmd4rec.config import DATASET_CONFIG_DIR, PROPERTIES_DIR
+
+        yaml_files = [*map(Path, self.config_files), *sorted(PROPERTIES_DIR.rglob("*.yaml")),
+                      *sorted(DATASET_CONFIG_DIR.glob("*.yaml"))]
+        self.settings_text = [(str(path), path.read_text(encoding="utf-8")) for path in yaml_files]
 
     def spec(self, method, seed):
         checkpoints = {}
@@ -172,7 +186,7 @@ class Comparison:
             key = "crm_checkpoint" if base == "SASRec" else "llm_checkpoint"
             checkpoints[key] = self.records[(base, seed)]["checkpoint"]
         run_fingerprint = fingerprint(method.name, method.model, method.settings, seed, self.dataset,
-                                      self.config_files, self.overrides,
+                                      self.settings_text, self.overrides,
                                       [self.records[(base, seed)]["fingerprint"] for base in method.starts_from])
         return {"method": method.name, "seed": seed, "dataset": self.dataset, "config_files": self.config_files,
                 "overrides": self.overrides, "checkpoints": checkpoints, "fingerprint": run_fingerprint,

@@ -19,7 +19,7 @@ import torch
 
 from recbole_llmd4rec.errors import ConfigError
 from recbole_llmd4rec.losses import (
-    FeatureTargets, RankingTargets, TeacherTargets, target_rank, teacher_distribution,
+    FeatureTargets, RankingTargets, TeacherTargets, sum_p_log_p, target_rank, teacher_distribution,
 )
 
 PADDING_ITEM = 0  # RecBole's item id 0 is padding, never a target
@@ -48,12 +48,14 @@ class KLDistiller:
         """What is stored, from the teacher's logits over the real items and the targets' indices."""
         outputs = {"target_rank": target_rank(item_logits, target)}
         if self.topk is None:
-            probs, neg_entropy = teacher_distribution(item_logits, self.temperature)
+            probs, _ = teacher_distribution(item_logits, self.temperature)
         else:
             values, outputs["indices"] = item_logits.topk(self.topk, dim=1)
-            probs, neg_entropy = teacher_distribution(values, self.temperature)
-        # float16 probabilities: relative error 5e-4, probabilities below 6e-8 round to 0.
-        outputs.update(probs=probs.half(), neg_entropy=neg_entropy)
+            probs, _ = teacher_distribution(values, self.temperature)
+        # float16 probabilities: relative error 5e-4, probabilities below 6e-8 round to 0. The
+        # KL's teacher-only term is taken from the stored values, so the stored KL is >= 0.
+        stored = probs.half()
+        outputs.update(probs=stored, neg_entropy=sum_p_log_p(stored.float()))
         return outputs
 
     def student_targets(self, stored):

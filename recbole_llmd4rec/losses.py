@@ -61,10 +61,14 @@ def teacher_distribution(teacher_logits, temperature):
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    log_probs = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
-    probs = log_probs.exp()
-    neg_entropy = torch.where(probs > 0, probs * log_probs, torch.zeros_like(probs)).sum(dim=-1)
-    return probs, neg_entropy
+    probs = F.softmax(teacher_logits.float() / temperature, dim=-1)
+    return probs, sum_p_log_p(probs)
+
+
+@torch.no_grad()
+def sum_p_log_p(probs):
+    """``sum_i p_i log p_i`` per row (B,), with 0 log 0 = 0: the KL's teacher-only term."""
+    return torch.where(probs > 0, probs * probs.log(), torch.zeros_like(probs)).sum(dim=-1)
 
 
 def teacher_targets(teacher_logits, target, temperature):

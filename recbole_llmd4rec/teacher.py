@@ -60,12 +60,17 @@ class TeacherStore:
         starts = range(0, n_instances, batch_size)
         if show_progress:
             starts = tqdm(starts, ncols=100, desc=set_color("Teacher", "pink"))
-        with torch.inference_mode():
-            for start in starts:
-                batch = train_dataset[np.arange(start, min(start + batch_size, n_instances))].to(device)
-                store.write(batch[INSTANCE_ID].cpu().numpy(), distiller.teacher_outputs(teacher, batch))
-                store.forward_passes += 1
-        teacher.train(was_training)
+        try:
+            with torch.inference_mode():
+                for start in starts:
+                    batch = train_dataset[np.arange(start, min(start + batch_size, n_instances))].to(device)
+                    store.write(batch[INSTANCE_ID].cpu().numpy(), distiller.teacher_outputs(teacher, batch))
+                    store.forward_passes += 1
+        except BaseException:
+            store.close()  # no half-written files left behind
+            raise
+        finally:
+            teacher.train(was_training)
         store.build_seconds = time.time() - started
         shapes = ", ".join(f"{name} {tuple(array.shape[1:])} {array.dtype}" for name, array in store.arrays.items())
         getLogger().info(f"teacher store: {n_instances:,} instances x ({shapes}), "

@@ -168,14 +168,16 @@ class MutualDistillTrainer(AbstractTrainer):
         self._evaluate_round(0, "CRM", seconds, epochs)
 
     def _llm_phase(self, t):
-        if t == 1 or self.config["embedding_update"]:
-            self.model.update_llm_item_embeddings()
         directions = self.config["directions"]
-        if directions in ("both", "crm_to_llm"):
+        learns_from_crm = directions in ("both", "crm_to_llm")
+        # llm_to_crm: E4SRec is trained once, on its own loss, to become the teacher (not at
+        # all when llm_checkpoint gave a trained one); afterwards it stays as it is, E included.
+        trains_alone = directions == "llm_to_crm" and t == 1 and not self.config["llm_checkpoint"]
+        if (learns_from_crm or trains_alone) and (t == 1 or self.config["embedding_update"]):
+            self.model.update_llm_item_embeddings()
+        if learns_from_crm:
             self.llm_phase_record = self._train_phase(f"round{t}_llm", self.llm, self.llm_config, teacher=self.crm)
-        elif t == 1 and not self.config["llm_checkpoint"]:
-            # llm_to_crm: E4SRec is trained once, on its own loss, to become the teacher
-            # (unless llm_checkpoint gave a trained one).
+        elif trains_alone:
             self.llm_phase_record = self._train_phase(f"round{t}_llm", self.llm, self.llm_config, teacher=None)
         else:
             self.llm_phase_record = (0.0, 0)
@@ -194,6 +196,8 @@ class MutualDistillTrainer(AbstractTrainer):
 
     # ---- one phase: a student trained to early stopping against a frozen teacher ----------
     def _train_phase(self, name, student, student_config, teacher, distiller="llmd4rec"):
+        """Train ``student`` to early stopping, learning from ``teacher`` (or alone);
+        returns (seconds, epochs). The teacher's store lives only as long as the phase."""
         started = time.time()
         store = None
         if teacher is not None:
@@ -204,6 +208,16 @@ class MutualDistillTrainer(AbstractTrainer):
                 make_distiller(distiller, student, student_config, topk), show_progress=self.show_progress,
             )
             self.teacher_passes[name] = store.forward_passes
+        self.logger.info(set_color(f"LLMD4Rec phase {name}", "green") +
+                         f": {type(student).__name__}, teacher {type(teacher).__name__ if teacher else 'none'}")
+        try:
+            epochs = self._fit_to_early_stopping(name, student, student_config, store)
+        finally:
+            if store is not None:
+                store.close()
+        return time.time() - started, epochs
+
+    def _fit_to_early_stopping(self, name, student, student_config, store):
         train_loader = get_dataloader(student_config, "train")(
             student_config, self.train_dataset, None, shuffle=student_config["shuffle"]
         )
@@ -212,8 +226,6 @@ class MutualDistillTrainer(AbstractTrainer):
             micro_batch_size=self.micro_batch_size if student is self.llm else None,
             saved_model_file=self.run_dir / f"{name}_best.pth",
         )
-        self.logger.info(set_color(f"LLMD4Rec phase {name}", "green") +
-                         f": {type(student).__name__}, teacher {type(teacher).__name__ if teacher else 'none'}")
         # The weights a phase starts from are its first candidate: early stopping keeps
         # them unless an epoch validates better, so a phase never ends worse on valid.
         start_result = phase.evaluate(self.valid_data, load_best_model=False, show_progress=self.show_progress)
@@ -229,13 +241,10 @@ class MutualDistillTrainer(AbstractTrainer):
                 f"phase {name} stopped: the training loss became NaN; the last finished phase is kept in "
                 f"{self.state_file} (lower the learning rate or a distillation coefficient and rerun)"
             ) from None
-        finally:
-            if store is not None:
-                store.close()
         if os.path.isfile(phase.saved_model_file):  # back to the phase's best epoch
             student.load_state_dict(load_checkpoint(phase.saved_model_file)["state_dict"])
             os.remove(phase.saved_model_file)
-        return time.time() - started, len(phase.train_loss_dict)
+        return len(phase.train_loss_dict)
 
     def _evaluate_round(self, t, model_name, seconds, epochs):
         evaluator = self.crm_evaluator if model_name == "CRM" else self.llm_evaluator

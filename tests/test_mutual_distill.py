@@ -248,3 +248,17 @@ def test_an_llm_checkpoint_that_is_not_an_e4srec_is_refused(run, tiny):
     crm = run_llmd4rec("SASRec", **tiny)
     with pytest.raises(LLMD4RecError, match="llm_checkpoint .* does not fit this data set's E4SRec"):
         run(llm_checkpoint=crm["saved_model_file"], directions="llm_to_crm")
+
+
+def test_a_teacher_from_llm_checkpoint_is_used_as_is(run, tiny, llm_cache):
+    base = run_llmd4rec("SASRec", **tiny)
+    other = run_llmd4rec("SASRec", tiny["dataset"], tiny["config_file_list"], {**tiny["config_dict"], "seed": 7})
+    teacher = run_llmd4rec("E4SRec", tiny["dataset"], tiny["config_file_list"],
+                           {**tiny["config_dict"], "crm_checkpoint": base["saved_model_file"], "llm_cache_dir": llm_cache})
+    trained = torch.load(teacher["saved_model_file"], weights_only=False)["state_dict"]
+    # Another SASRec as the student: E4SRec keeps the E it was trained with, in every round.
+    _, trainer = run(directions="llm_to_crm", crm_checkpoint=other["saved_model_file"],
+                     llm_checkpoint=teacher["saved_model_file"])
+    assert torch.equal(trainer.llm.item_embedding.weight, trained["item_embedding.weight"])
+    assert not torch.equal(trainer.llm.item_embedding.weight, trainer.crm.item_embedding.weight)
+    assert "round1_llm" not in trainer.teacher_passes and trainer.report.result(1, "LLM", "test")

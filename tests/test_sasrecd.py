@@ -117,7 +117,9 @@ def test_padding_column_is_left_out():
 
 
 @pytest.mark.parametrize("override, message", [("--distill_beta=-1", "distill_beta must be >= 0"),
-                                               ("--distill_temperature=0", "distill_temperature must be > 0")])
+                                               ("--distill_temperature=0", "distill_temperature must be > 0"),
+                                               ("--dllm2rec_shares=[0,0,1]", "dllm2rec_shares must be"),
+                                               ("--dllm2rec_shares=[0.3,0.5]", "dllm2rec_shares must be")])
 def test_nonsense_settings_are_refused(tiny, override, message):
     config = Config("SASRecD", **tiny, cmd_args=[override])
     _, train_data, _, _ = load_dataset(config)

@@ -119,3 +119,17 @@ def test_feature_store_keeps_the_teachers_user_states(train_dataset, tmp_path):
     expected = torch.stack([batch["item_id_list"].sum(1), batch["item_length"]], dim=1).float()
     assert torch.allclose(store.lookup(ids, "cpu").user_state, expected, rtol=1e-3)
     store.close()
+
+
+def test_a_teacher_that_fails_midway_leaves_no_files(train_dataset, tmp_path):
+    class FailingTeacher(FixedTeacher):
+        def item_logits(self, interaction):
+            if self.calls == 1:
+                raise RuntimeError("out of memory")
+            return super().item_logits(interaction)
+
+    teacher = FailingTeacher(train_dataset.item_num)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        TeacherStore.build(teacher, train_dataset, tmp_path / "t", 16, "cpu",
+                           KLDistiller(TEMPERATURE, train_dataset.item_num - 1))
+    assert not list(tmp_path.glob("t.*")) and teacher.training  # files gone, train mode restored

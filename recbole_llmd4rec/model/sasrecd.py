@@ -49,6 +49,17 @@ def check_distillation_settings(config, coefficient_key):
         raise ConfigError(f"{coefficient_key} must be >= 0, got {config[coefficient_key]}")
 
 
+def check_dllm2rec_shares(shares):
+    """Three non-negative shares (position, confidence, consistency); the first two, whose
+    parts are normalised over the candidates, not both 0, so the weights never divide by 0."""
+    if (not isinstance(shares, (list, tuple)) or len(shares) != 3
+            or not all(isinstance(share, (int, float)) and share >= 0 for share in shares)
+            or shares[0] + shares[1] <= 0):
+        raise ConfigError(f"dllm2rec_shares must be [position, confidence, consistency], three numbers >= 0 "
+                          f"with position + confidence > 0; got {shares!r}")
+    return tuple(float(share) for share in shares)
+
+
 def item_teacher_targets(teacher_logits, target, temperature):
     """:class:`TeacherTargets` over the real items of RecBole logits (B, n_items)."""
     return teacher_targets(real_items(teacher_logits), target - (PADDING_ITEM + 1), temperature)
@@ -119,7 +130,7 @@ class SASRecD(SASRec):
         self.length_groups = require_int(config, "length_groups", 0, " (0: no grouping)")
         self.dllm2rec_topk = require_int(config, "dllm2rec_topk", 1)
         self.dllm2rec_weight = config["dllm2rec_weight"]
-        self.dllm2rec_shares = tuple(config["dllm2rec_shares"])
+        self.dllm2rec_shares = check_dllm2rec_shares(config["dllm2rec_shares"])
         self.dllm2rec_embedding_weight = config["dllm2rec_embedding_weight"]
         self.leader_weight = config["leader_weight"]
         self.feature_projection = None
