@@ -1,6 +1,8 @@
 """Training-step speed: stock RecBole SASRec vs SASRecD (no teacher, cached teacher) and
 E4SRec on the embedded tiny backbone: reference step (padded batch, the instruction computed for
-every sequence), length groups, length groups + the instruction's keys/values shared by the batch.
+every sequence), length groups, length groups + the instruction's keys/values shared by the batch,
++ eager attention. Then the inference side: a teacher pass over the same batches and RecBole's
+full-ranking evaluation of the valid split, stock SASRec against SASRecD.
 
 Everything runs in one process on the same batches of one data set: a warm-up, then N timed
 optimizer steps per variant; it prints median ms per step, samples per second and the ratio
@@ -25,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from recbole.model.sequential_recommender.sasrec import SASRec  # noqa: E402
+from recbole.trainer import Trainer  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
 from recbole_llmd4rec import Config  # noqa: E402
@@ -103,7 +106,7 @@ def main():
     common = {"data_path": args.data_path, "train_batch_size": args.batch_size, "seed": args.seed,
               "state": "ERROR", "llm_cache_dir": args.llm_cache_dir, "lora_dropout": 0.0}
     sasrec_config = Config("SASRecD", args.dataset, config_dict=common)
-    dataset, train_data, _, _ = load_dataset(sasrec_config)
+    dataset, train_data, valid_data, _ = load_dataset(sasrec_config)
     train_dataset = train_data._dataset
     add_instance_ids(train_dataset)
     generator = np.random.default_rng(args.seed)
@@ -147,8 +150,26 @@ def main():
     results = []
     for name, model, loss_of, anomaly in variants:
         seconds = time_steps(model, batches, loss_of, args.warmup, anomaly)
-        results.append({"variant": name, "ms_per_step": 1000 * seconds, "samples_per_second": args.batch_size / seconds})
+        results.append({"variant": name, "ms_per_step": 1000 * seconds,
+                        "samples_per_second": args.batch_size / seconds})
     store.close()
+
+    # Inference: the teacher pass of a distillation phase (scores of every item for the same
+    # batches, under inference_mode) and RecBole's full-ranking evaluation of the valid split.
+    inference = []
+    for name, model in (("RecBole SASRec (stock)", stock), ("SASRecD", sasrecd)):
+        model.eval()
+        with torch.inference_mode():
+            for batch in batches[: args.warmup]:
+                model.full_sort_predict(batch)
+            started = time.perf_counter()
+            for batch in batches:
+                model.full_sort_predict(batch)
+            teacher_pass = time.perf_counter() - started
+        started = time.perf_counter()
+        Trainer(sasrec_config, model).evaluate(valid_data, load_best_model=False)
+        inference.append({"model": name, "teacher_pass_s": teacher_pass,
+                          "valid_evaluation_s": time.perf_counter() - started})
 
     print(f"\n{args.dataset}, batch {args.batch_size}, {args.threads} threads, {args.steps} steps after "
           f"{args.warmup} warm-up, seed {args.seed}, torch {torch.__version__}\n")
@@ -162,8 +183,13 @@ def main():
             row["ratio"] = row["ms_per_step"] / reference_ms if slowdown else reference_ms / row["ms_per_step"]
             ratio_text = f"{row['ratio']:.2f}x {reading}"
         print(f"| {row['variant']} | {row['ms_per_step']:.1f} | {row['samples_per_second']:.0f} | {ratio_text} |")
+    print(f"\n| model | teacher pass over the {len(batches)} batches, s | full-ranking evaluation of valid, s |"
+          "\n|---|---|---|")
+    for row in inference:
+        print(f"| {row['model']} | {row['teacher_pass_s']:.2f} | {row['valid_evaluation_s']:.2f} |")
     if args.output:
-        Path(args.output).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+        Path(args.output).write_text(json.dumps({"args": vars(args), "results": results, "inference": inference},
+                                                indent=2))
 
 
 if __name__ == "__main__":
