@@ -8,9 +8,11 @@ student's temperature, its ``sum p log p`` and its rank of each instance's targe
 training step does no teacher-side work; for DLLM2Rec the teacher's top-K items and scores;
 for LEADER its user states.
 
-Each output is a memory-mapped ``.npy`` file beside ``path`` (N rows, written once, read per
-batch, deleted when the phase ends): LLMD4Rec's full distribution over Beauty's 12,101 items
-is 131,413 x 12,101 float16 numbers, 3 GB, which need not sit in memory.
+Each output (N rows, written once, read per batch, dropped when the phase ends) is kept in
+memory while all of them fit in ``memory_limit`` bytes, and in a memory-mapped ``.npy`` file
+beside ``path`` otherwise: LLMD4Rec's full distribution over Beauty's 12,101 items is
+131,413 x 12,101 float16 numbers, 3 GB; written to a file on the project's machines it took
+~2 minutes of disk writes per phase, kept in memory a few seconds.
 
 Batches are matched to stored rows by the ``instance_id`` field the trainer adds to the
 training set, so RecBole's shuffling cannot misalign them.
@@ -41,19 +43,22 @@ def add_instance_ids(train_dataset):
 class TeacherStore:
     """One frozen teacher's outputs for every training instance of one phase."""
 
-    def __init__(self, path, n_instances, distiller):
+    def __init__(self, path, n_instances, distiller, memory_limit=0):
         self.path = str(path)
         self.n_instances = n_instances
         self.distiller = distiller
-        self.arrays = {}  # output name -> (N, ...) memory map, made at the first write
+        self.memory_limit = memory_limit  # bytes of outputs kept in memory; beyond, files
+        self.arrays = {}  # output name -> (N, ...) array or memory map, made at the first write
+        self.files = []  # the memory-mapped files, deleted by close()
         self.forward_passes = 0  # teacher batches computed; checked by the tests
         self.build_seconds = 0.0
 
     @classmethod
-    def build(cls, teacher, train_dataset, path, batch_size, device, distiller, show_progress=False):
+    def build(cls, teacher, train_dataset, path, batch_size, device, distiller, memory_limit=0,
+              show_progress=False):
         """One inference pass of ``teacher`` over all training instances."""
         n_instances = add_instance_ids(train_dataset)
-        store = cls(path, n_instances, distiller)
+        store = cls(path, n_instances, distiller, memory_limit)
         started = time.time()
         was_training = teacher.training
         teacher.eval()
@@ -86,9 +91,13 @@ class TeacherStore:
         for name, tensor in outputs.items():
             values = tensor.detach().cpu().numpy()
             if name not in self.arrays:
-                self.arrays[name] = np.lib.format.open_memmap(
-                    self._file(name), mode="w+", dtype=values.dtype, shape=(self.n_instances, *values.shape[1:])
-                )
+                shape = (self.n_instances, *values.shape[1:])
+                if self.nbytes + values.dtype.itemsize * int(np.prod(shape)) <= self.memory_limit:
+                    self.arrays[name] = np.empty(shape, dtype=values.dtype)
+                else:
+                    self.files.append(self._file(name))
+                    self.arrays[name] = np.lib.format.open_memmap(self.files[-1], mode="w+", dtype=values.dtype,
+                                                                  shape=shape)
             self.arrays[name][rows] = values
 
     @property
@@ -102,9 +111,9 @@ class TeacherStore:
         return self.distiller.student_targets(stored)
 
     def close(self):
-        """Release the memory maps and delete their files."""
-        names = list(self.arrays)
+        """Release the outputs and delete the memory-mapped files."""
         self.arrays.clear()
-        for name in names:
-            if os.path.exists(self._file(name)):
-                os.remove(self._file(name))
+        for file in self.files:
+            if os.path.exists(file):
+                os.remove(file)
+        self.files.clear()

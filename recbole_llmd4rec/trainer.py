@@ -205,7 +205,8 @@ class MutualDistillTrainer(AbstractTrainer):
             store = TeacherStore.build(
                 teacher, self.train_dataset, self.run_dir / f"{name}_teacher",
                 self.config["teacher_batch_size"], self.device,
-                make_distiller(distiller, student, student_config, topk), show_progress=self.show_progress,
+                make_distiller(distiller, student, student_config, topk),
+                memory_limit=int(self.config["teacher_memory_gib"] * 2**30), show_progress=self.show_progress,
             )
             self.teacher_passes[name] = store.forward_passes
         self.logger.info(set_color(f"LLMD4Rec phase {name}", "green") +

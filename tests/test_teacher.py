@@ -133,3 +133,17 @@ def test_a_teacher_that_fails_midway_leaves_no_files(train_dataset, tmp_path):
         TeacherStore.build(teacher, train_dataset, tmp_path / "t", 16, "cpu",
                            KLDistiller(TEMPERATURE, train_dataset.item_num - 1))
     assert not list(tmp_path.glob("t.*")) and teacher.training  # files gone, train mode restored
+
+
+def test_outputs_within_the_memory_limit_stay_in_memory_and_look_up_the_same(train_dataset, tmp_path):
+    distiller = KLDistiller(TEMPERATURE, train_dataset.item_num - 1)
+    on_disk = TeacherStore.build(FixedTeacher(train_dataset.item_num), train_dataset, tmp_path / "disk", 64, "cpu",
+                                 distiller)
+    assert len(list(tmp_path.glob("disk.*.npy"))) == 3
+    in_memory = TeacherStore.build(FixedTeacher(train_dataset.item_num), train_dataset, tmp_path / "ram", 64, "cpu",
+                                   distiller, memory_limit=on_disk.nbytes)
+    assert not list(tmp_path.glob("ram.*"))
+    ids = torch.tensor([1, 8, 3])
+    assert all(torch.equal(a, b) for a, b in zip(on_disk.lookup(ids, "cpu"), in_memory.lookup(ids, "cpu")))
+    on_disk.close(), in_memory.close()
+    assert not list(tmp_path.glob("*.npy"))

@@ -38,6 +38,9 @@ def check_llmd4rec_settings(config):
         raise ConfigError(f"teacher_store must be one of {', '.join(TEACHER_STORES)}; got {config['teacher_store']!r}")
     if config["teacher_store"] == "topk":
         require_int(config, "teacher_topk", 1)
+    memory = config["teacher_memory_gib"]
+    if isinstance(memory, bool) or not isinstance(memory, (int, float)) or memory < 0:
+        raise ConfigError(f"teacher_memory_gib must be a number >= 0 (GiB), got {memory!r}")
     for section in ("crm", "llm"):
         if not isinstance(config[section] or {}, dict):
             raise ConfigError(f"'{section}' must be a dict of overrides, got {config[section]!r}")
