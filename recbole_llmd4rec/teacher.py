@@ -83,8 +83,7 @@ class TeacherStore:
         return store
 
     def _file(self, name):
-        stem = self.path[: -len(".npy")] if self.path.endswith(".npy") else self.path
-        return f"{stem}.{name}.npy"
+        return f"{self.path}.{name}.npy"
 
     def write(self, rows, outputs):
         """Store ``outputs`` (name -> tensor with one row per instance) at instance ``rows``."""
