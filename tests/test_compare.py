@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from conftest import TESTS, TINY_YAML
 from recbole_llmd4rec.compare import METHODS, Comparison, compare, select_methods
@@ -27,7 +28,10 @@ def test_every_method_gives_its_rows_and_the_tables(finished):
     assert lines[0].startswith("method,seeds,hit@5,hit@5 sd,hit@10") and len(lines) == 1 + 5
     sasrec = json.loads((out / "SASRec" / "seed2020.json").read_text())
     llmd4rec = json.loads((out / "LLMD4Rec" / "seed2020.json").read_text())
-    # The distilled CRM is a plain SASRec: its latency was measured the same way as SASRec's.
+    # The SASRec row (trained as SASRecD) is kept as a RecBole SASRec checkpoint, like LLMD4Rec_C,
+    # and both latencies are measured on that stock class.
+    for record in (sasrec, llmd4rec):
+        assert torch.load(record["checkpoint"])["config"]["model"] == "SASRec"
     assert sasrec["latency_ms"]["SASRec"] > 0 and llmd4rec["latency_ms"]["LLMD4Rec_C"] > 0
     # LLMD4Rec started from this seed's SASRec: its round 0 is that checkpoint's test result.
     rounds = json.loads(next((out / "LLMD4Rec" / "seed2020").glob("LLMD4Rec-*/rounds.json")).read_text())
@@ -76,3 +80,5 @@ def test_a_method_without_its_base_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="unknown method 'BERT4Rec'"):
         select_methods("SASRec,BERT4Rec", False)
     assert [m.name for m in select_methods(None, True)][: len(METHODS)] == [m.name for m in METHODS]
+    assert "SASRec_RecBole" not in [m.name for m in select_methods(None, True)]
+    assert [m.model for m in select_methods("SASRec_RecBole,SASRec", False)] == ["SASRecD", "SASRec"]
