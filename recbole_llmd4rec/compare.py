@@ -316,12 +316,15 @@ class Comparison:
         header = ["method", "seeds", *[m.replace("hit", "HR").replace("ndcg", "NDCG") for m in metrics],
                   "train s", "latency ms/user"]
         lines = [f"Data set {self.dataset}; seeds {', '.join(map(str, self.seeds))}; "
-                 f"overrides: {' '.join(self.overrides) or 'none'}. Mean +- sample sd over the finished seeds.",
+                 f"overrides: {' '.join(self.overrides) or 'none'}. Mean +- sample sd over the finished seeds "
+                 "(no sd for one seed).",
                  "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in rows:
             cells = [row["method"], str(row["seeds"])]
             for metric in metrics:
-                cell = f"{row[metric]:.4f} +- {row[f'{metric} sd']:.4f}"
+                cell = f"{row[metric]:.4f}"
+                if row["seeds"] > 1:  # one seed has no spread to show
+                    cell += f" +- {row[f'{metric} sd']:.4f}"
                 for _, base in IMPROVEMENTS:
                     change = row.get(f"{metric} vs {base}")
                     if change is not None:

@@ -24,6 +24,7 @@ def test_every_method_gives_its_rows_and_the_tables(finished):
     for row in ("SASRec", "E4SRec", "DLLM2Rec", "LLMD4Rec_C", "LLMD4Rec_L"):
         assert f"| {row} | 1 |" in markdown
     assert "% vs SASRec" in markdown and "% vs E4SRec" in markdown
+    assert not any(" +- " in line for line in markdown.splitlines() if line.startswith("| "))  # 1 seed: no sd
     lines = (out / "comparison-tiny.csv").read_text().splitlines()
     assert lines[0].startswith("method,seeds,hit@5,hit@5 sd,hit@10") and len(lines) == 1 + 5
     sasrec = json.loads((out / "SASRec" / "seed2020.json").read_text())
