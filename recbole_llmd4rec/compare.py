@@ -100,6 +100,7 @@ ABLATIONS = [
         ("no_embedding_update", "w/o eu", {"embedding_update": False}),
     )
 ]
+ALL_METHODS = METHODS + ABLATIONS + OPT_IN  # every name --methods accepts
 IMPROVEMENTS = (("LLMD4Rec_C", "SASRec"), ("LLMD4Rec_L", "E4SRec"))  # (row, the backbone it improves)
 
 
@@ -113,7 +114,7 @@ def run_one(spec):
     result file. Runs in the child interpreter."""
     from recbole_llmd4rec.quick_start import run_llmd4rec
 
-    method = next(m for m in METHODS + ABLATIONS + OPT_IN if m.name == spec["method"])
+    method = next(m for m in ALL_METHODS if m.name == spec["method"])
     config_dict = {**method.settings, **spec["checkpoints"], "seed": spec["seed"],
                    "checkpoint_dir": spec["run_dir"]}
     result = run_llmd4rec(method.model, spec["dataset"], spec["config_files"], config_dict,
@@ -341,14 +342,13 @@ class Comparison:
 
 def select_methods(names, ablation):
     """``names``: comma-separated method names (default: all); ``ablation`` adds the ablations."""
-    available = METHODS + ABLATIONS + OPT_IN
     if names:
         wanted = [name.strip() for name in names.split(",") if name.strip()]
-        unknown = [name for name in wanted if name not in {m.name for m in available}]
+        unknown = [name for name in wanted if name not in {m.name for m in ALL_METHODS}]
         if unknown:
             raise SystemExit(f"error: unknown method {unknown[0]!r}; choose from "
-                             f"{', '.join(m.name for m in available)}")
-        chosen = [m for m in available if m.name in wanted]
+                             f"{', '.join(m.name for m in ALL_METHODS)}")
+        chosen = [m for m in ALL_METHODS if m.name in wanted]
     else:
         chosen = list(METHODS)
     if ablation:
