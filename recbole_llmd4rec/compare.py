@@ -122,7 +122,11 @@ def run_one(spec):
     saved_model_file = result["saved_model_file"]
     if method.model == "SASRecD":  # what users deploy, and what the distillation runs start from
         saved_model_file = export_as_recbole_sasrec(saved_model_file, Path(spec["run_dir"]) / "sasrec.pth")
+    import torch
+
     record = {"method": method.name, "seed": spec["seed"], "fingerprint": spec["fingerprint"],
+              # the condition the times were measured under (OMP_NUM_THREADS sets it)
+              "torch_threads": torch.get_num_threads(),
               # DLLM2Rec writes no SASRec checkpoint (see MutualDistillTrainer._export).
               "checkpoint": saved_model_file if os.path.isfile(saved_model_file) else None,
               "rows": {}, "train_seconds": {}, "latency_ms": {}}
@@ -316,9 +320,10 @@ class Comparison:
     def markdown(self, rows, metrics):
         header = ["method", "seeds", *[m.replace("hit", "HR").replace("ndcg", "NDCG") for m in metrics],
                   "train s", "latency ms/user"]
+        threads = sorted({str(r.get("torch_threads", "not recorded")) for r in self.records.values()})
         lines = [f"Data set {self.dataset}; seeds {', '.join(map(str, self.seeds))}; "
-                 f"overrides: {' '.join(self.overrides) or 'none'}. Mean +- sample sd over the finished seeds "
-                 "(no sd for one seed).",
+                 f"overrides: {' '.join(self.overrides) or 'none'}; torch threads per run: {', '.join(threads)}. "
+                 "Mean +- sample sd over the finished seeds (no sd for one seed).",
                  "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in rows:
             cells = [row["method"], str(row["seeds"])]

@@ -15,7 +15,9 @@ def finished(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
     overrides = [f"--data_path={TESTS / 'data'}", f"--llm_cache_dir={out / 'llm_cache'}", "--epochs=1"]
     arguments = ("tiny", [str(TINY_YAML)], overrides)
-    markdown = compare(*arguments, seeds=1, methods="SASRec,E4SRec,DLLM2Rec,LLMD4Rec", out_dir=out)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")  # the children's thread count, which the records report
+        markdown = compare(*arguments, seeds=1, methods="SASRec,E4SRec,DLLM2Rec,LLMD4Rec", out_dir=out)
     return out, arguments, markdown
 
 
@@ -34,6 +36,8 @@ def test_every_method_gives_its_rows_and_the_tables(finished):
     for record in (sasrec, llmd4rec):
         assert torch.load(record["checkpoint"])["config"]["model"] == "SASRec"
     assert sasrec["latency_ms"]["SASRec"] > 0 and llmd4rec["latency_ms"]["LLMD4Rec_C"] > 0
+    assert sasrec["torch_threads"] == llmd4rec["torch_threads"] == 1
+    assert "torch threads per run: 1." in markdown
     # LLMD4Rec started from this seed's SASRec: its round 0 is that checkpoint's test result.
     rounds = json.loads(next((out / "LLMD4Rec" / "seed2020").glob("LLMD4Rec-*/rounds.json")).read_text())
     round0 = next(r for r in rounds if (r["round"], r["split"]) == (0, "test"))
