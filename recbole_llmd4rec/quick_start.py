@@ -83,7 +83,8 @@ def run_llmd4rec(model=None, dataset=None, config_file_list=None, config_dict=No
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"], **extra
     )
-    train_seconds = time.time() - started
+    # A resumed fit adds the time its interrupted run(s) spent up to their last saved epoch.
+    train_seconds = getattr(trainer, "earlier_seconds", 0.0) + time.time() - started
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
 
     logger.info(set_color("best valid ", "yellow") + f": {dict2str(best_valid_result)}")

@@ -1,6 +1,9 @@
 """Trainers of the plugin. ``get_trainer`` picks ``<Model>Trainer`` from here first.
 
-- ``PhaseTrainer``: RecBole's Trainer for one student, optionally with a teacher store
+- ``ResumableTrainer``: RecBole's Trainer with atomic checkpoints and a training state saved
+  after every validated epoch, from which a killed ``fit`` continues; what ``get_trainer``
+  gives the models RecBole trains with its ``Trainer`` (SASRec, GRU4Rec, SASRecD, ...).
+- ``PhaseTrainer``: the ResumableTrainer for one student, optionally with a teacher store
   (teacher logits looked up per batch) and gradient accumulation over micro batches.
 - ``E4SRecTrainer``: the PhaseTrainer E4SRec gets alone (micro batches, no teacher).
 - ``MutualDistillTrainer`` (``--model=LLMD4Rec``): Algorithm 1 of LLMD4Rec, resumable.
@@ -10,9 +13,13 @@
 import copy
 import hashlib
 import os
+import random
 import time
 from logging import getLogger
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from recbole.data.utils import get_dataloader
 from recbole.trainer import AbstractTrainer, Trainer
@@ -51,16 +58,120 @@ def accumulate_over_micro_batches(loss_func, micro_batch_size):
     return loss_in_micro_batches
 
 
-class PhaseTrainer(Trainer):
+RESUME_KEYS = ("fingerprint", "epoch", "model", "optimizer", "rng")  # what a resume file holds
+
+
+class ResumableTrainer(Trainer):
+    """RecBole's Trainer, whose ``fit`` survives being killed: checkpoints are written
+    atomically, and after every validated epoch the whole training state (weights, optimizer,
+    early-stopping counters, loss history, every random generator including the train loader's
+    shuffle) goes to ``resume_file``. ``fit`` continues from that file when it exists and was
+    written by the same settings, and deletes it when training ends, so a rerun of a killed
+    command reaches the same result as an uninterrupted run. The plugin's trainers build on it,
+    and ``get_trainer`` gives it to the RecBole models that use RecBole's ``Trainer``.
+    """
+
+    def __init__(self, config, model, saved_model_file=None, resume_file=None):
+        super().__init__(config, model)
+        if saved_model_file is not None:
+            self.saved_model_file = str(saved_model_file)
+        # RecBole names the best-model file by the time of day; the resume file needs a name a
+        # rerun of the same settings finds again.
+        self.run_fingerprint = run_fingerprint(config)
+        self.resume_file = Path(resume_file or Path(self.checkpoint_dir) / (
+            f"{config['model']}-{config['dataset']}-{self.run_fingerprint}.resume.pth"))
+        self.resumed = False
+        self.earlier_seconds = 0.0  # training time of the interrupted run(s) this fit continues
+        self._fit_started = None
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        target = kwargs.pop("saved_model_file", self.saved_model_file)
+        temporary = f"{target}.tmp{os.getpid()}"
+        super()._save_checkpoint(epoch, verbose=False, saved_model_file=temporary, **kwargs)
+        os.replace(temporary, target)
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {target}")
+
+    def resume(self, train_data):
+        """Continue an interrupted ``fit`` from ``resume_file`` if it holds these settings'
+        state; returns whether it did. ``fit`` calls it; call it first to know beforehand."""
+        if self.resumed or not self.resume_file.is_file():
+            return self.resumed
+        start_over = f"delete {self.resume_file} to start this training over"
+        try:
+            state = load_checkpoint(self.resume_file, RESUME_KEYS, "a training state")
+        except LLMD4RecError as exc:
+            raise LLMD4RecError(f"{exc}; {start_over}") from None
+        if state["fingerprint"] != self.run_fingerprint:
+            raise LLMD4RecError(f"the training state was written with other settings; {start_over}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.cur_step = state["cur_step"]
+        # Killed after early stopping had decided to stop: nothing is left to train.
+        self.start_epoch = self.epochs if self.cur_step > self.stopping_step else state["epoch"] + 1
+        self.best_valid_score = state["best_valid_score"]
+        self.best_valid_result = state["best_valid_result"]
+        self.train_loss_dict = dict(state["train_loss_dict"])
+        self.saved_model_file = state["saved_model_file"]
+        self.earlier_seconds = state["seconds"]
+        set_random_states(state["rng"], train_data)
+        self.resumed = True
+        self.logger.info(f"resuming training from {self.resume_file} at epoch {self.start_epoch}")
+        return True
+
+    def _save_training_state(self, epoch_idx, train_data):
+        atomic_torch_save({
+            "fingerprint": self.run_fingerprint, "epoch": epoch_idx, "cur_step": self.cur_step,
+            "best_valid_score": self.best_valid_score, "best_valid_result": self.best_valid_result,
+            "train_loss_dict": self.train_loss_dict, "saved_model_file": self.saved_model_file,
+            "seconds": self.earlier_seconds + time.time() - self._fit_started,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "rng": random_states(train_data),
+        }, self.resume_file)
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        self.resume(train_data)
+        self._fit_started = time.time()
+
+        def after_validation(epoch_idx, valid_score):
+            self._save_training_state(epoch_idx, train_data)
+            if callback_fn:
+                callback_fn(epoch_idx, valid_score)
+
+        result = super().fit(train_data, valid_data, verbose, saved, show_progress, after_validation)
+        self.resume_file.unlink(missing_ok=True)
+        return result
+
+
+def random_states(train_data):
+    """Every random generator training draws from: Python's, numpy's, torch's (CPU and CUDA)
+    and the train loader's own shuffle generator."""
+    # numpy's key as a list: checkpoints are read with an allow-list that has no numpy arrays
+    name, key, position, has_gauss, cached_gaussian = np.random.get_state()
+    return {"python": random.getstate(), "numpy": (name, key.tolist(), position, has_gauss, cached_gaussian),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "loader": train_data.generator.get_state()}
+
+
+def set_random_states(states, train_data):
+    random.setstate(states["python"])
+    name, key, position, has_gauss, cached_gaussian = states["numpy"]
+    np.random.set_state((name, np.array(key, dtype=np.uint32), position, has_gauss, cached_gaussian))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    train_data.generator.set_state(states["loader"])
+
+
+class PhaseTrainer(ResumableTrainer):
     """RecBole's Trainer for one student; with a ``teacher`` store its loss gets the
     teacher's logits for the batch, and with ``micro_batch_size`` gradients accumulate."""
 
-    def __init__(self, config, model, teacher=None, micro_batch_size=None, saved_model_file=None):
-        super().__init__(config, model)
+    def __init__(self, config, model, teacher=None, micro_batch_size=None, saved_model_file=None, resume_file=None):
+        super().__init__(config, model, saved_model_file, resume_file)
         self.teacher = teacher
         self.micro_batch_size = micro_batch_size
-        if saved_model_file is not None:
-            self.saved_model_file = str(saved_model_file)
 
     def _student_loss(self, interaction):
         if self.teacher is None:
@@ -212,11 +323,11 @@ class MutualDistillTrainer(AbstractTrainer):
         self.logger.info(set_color(f"LLMD4Rec phase {name}", "green") +
                          f": {type(student).__name__}, teacher {type(teacher).__name__ if teacher else 'none'}")
         try:
-            epochs = self._fit_to_early_stopping(name, student, student_config, store)
+            epochs, earlier_seconds = self._fit_to_early_stopping(name, student, student_config, store)
         finally:
             if store is not None:
                 store.close()
-        return time.time() - started, epochs
+        return earlier_seconds + time.time() - started, epochs
 
     def _fit_to_early_stopping(self, name, student, student_config, store):
         train_loader = get_dataloader(student_config, "train")(
@@ -225,14 +336,15 @@ class MutualDistillTrainer(AbstractTrainer):
         phase = PhaseTrainer(
             student_config, student, teacher=store,
             micro_batch_size=self.micro_batch_size if student is self.llm else None,
-            saved_model_file=self.run_dir / f"{name}_best.pth",
+            saved_model_file=self.run_dir / f"{name}_best.pth", resume_file=self.run_dir / f"{name}_training.pth",
         )
-        # The weights a phase starts from are its first candidate: early stopping keeps
-        # them unless an epoch validates better, so a phase never ends worse on valid.
-        start_result = phase.evaluate(self.valid_data, load_best_model=False, show_progress=self.show_progress)
-        phase.best_valid_score = calculate_valid_score(start_result, phase.valid_metric)
-        phase.best_valid_result = start_result
-        phase._save_checkpoint(-1, verbose=False)
+        if not phase.resume(train_loader):
+            # The weights a phase starts from are its first candidate: early stopping keeps
+            # them unless an epoch validates better, so a phase never ends worse on valid.
+            start_result = phase.evaluate(self.valid_data, load_best_model=False, show_progress=self.show_progress)
+            phase.best_valid_score = calculate_valid_score(start_result, phase.valid_metric)
+            phase.best_valid_result = start_result
+            phase._save_checkpoint(-1, verbose=False)
         try:
             phase.fit(train_loader, self.valid_data, saved=True, show_progress=self.show_progress)
         except ValueError as exc:
@@ -245,7 +357,7 @@ class MutualDistillTrainer(AbstractTrainer):
         if os.path.isfile(phase.saved_model_file):  # back to the phase's best epoch
             student.load_state_dict(load_checkpoint(phase.saved_model_file)["state_dict"])
             os.remove(phase.saved_model_file)
-        return len(phase.train_loss_dict)
+        return len(phase.train_loss_dict), phase.earlier_seconds
 
     def _evaluate_round(self, t, model_name, seconds, epochs):
         evaluator = self.crm_evaluator if model_name == "CRM" else self.llm_evaluator

@@ -8,6 +8,7 @@ the plugin's models and say plainly when a name is unknown.
 import importlib
 import importlib.util
 
+from recbole.trainer import Trainer
 from recbole.utils import get_trainer as recbole_get_trainer
 
 from recbole_llmd4rec.errors import LLMD4RecError
@@ -69,4 +70,6 @@ def get_trainer(model_type, model_name):
     trainer_class = getattr(trainer_module, f"{model_name}Trainer", None)
     if trainer_class is not None:
         return trainer_class
-    return recbole_get_trainer(model_type, model_name)
+    recbole_trainer = recbole_get_trainer(model_type, model_name)
+    # The same Trainer, with atomic checkpoints and resume after an interruption.
+    return trainer_module.ResumableTrainer if recbole_trainer is Trainer else recbole_trainer

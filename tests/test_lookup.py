@@ -42,4 +42,9 @@ def test_trainer_lookup_prefers_plugin_trainers():
     from recbole.utils import ModelType
 
     assert recbole_llmd4rec.get_trainer(ModelType.SEQUENTIAL, "S3Rec") is S3RecTrainer
-    assert recbole_llmd4rec.get_trainer(ModelType.SEQUENTIAL, "SASRec") is Trainer
+    # RecBole's models that train with RecBole's Trainer get it with resume (a subclass).
+    from recbole_llmd4rec.trainer import ResumableTrainer
+
+    for name in ("SASRec", "GRU4Rec", "SASRecD"):
+        assert recbole_llmd4rec.get_trainer(ModelType.SEQUENTIAL, name) is ResumableTrainer
+    assert issubclass(ResumableTrainer, Trainer)

@@ -1,0 +1,87 @@
+"""Training killed between epochs resumes where it stopped and ends as an uninterrupted run."""
+
+import pytest
+
+from recbole_llmd4rec import run_llmd4rec
+from recbole_llmd4rec.errors import LLMD4RecError
+from recbole_llmd4rec.trainer import MutualDistillTrainer, ResumableTrainer
+
+EPOCHS = 3
+
+
+def _kill_after_saving(monkeypatch, epoch, file_prefix=""):
+    """Make training raise KeyboardInterrupt right after the state of ``epoch`` is saved."""
+    original = ResumableTrainer._save_training_state
+
+    def save_then_die(self, epoch_idx, train_data):
+        original(self, epoch_idx, train_data)
+        if epoch_idx == epoch and self.resume_file.name.startswith(file_prefix):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ResumableTrainer, "_save_training_state", save_then_die)
+    return original
+
+
+def _sasrecd(tiny, workdir, folder):
+    config_dict = {**tiny["config_dict"], "checkpoint_dir": str(workdir / folder), "epochs": EPOCHS,
+                   "stopping_step": 10}
+    return run_llmd4rec("SASRecD", "tiny", tiny["config_file_list"], config_dict)
+
+
+@pytest.mark.parametrize("killed_epoch", [0, EPOCHS - 1])
+def test_a_killed_run_resumes_and_ends_as_the_uninterrupted_one(tiny, workdir, monkeypatch, killed_epoch):
+    uninterrupted = _sasrecd(tiny, workdir, "whole")
+    original = _kill_after_saving(monkeypatch, killed_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _sasrecd(tiny, workdir, "killed")
+    assert len(list((workdir / "killed").glob("*.resume.pth"))) == 1
+    monkeypatch.setattr(ResumableTrainer, "_save_training_state", original)
+
+    trained_epochs = []
+    original_epoch = ResumableTrainer._train_epoch
+    monkeypatch.setattr(ResumableTrainer, "_train_epoch",
+                        lambda self, *a, **k: trained_epochs.append(a[1]) or original_epoch(self, *a, **k))
+    resumed = _sasrecd(tiny, workdir, "killed")
+    assert trained_epochs == list(range(killed_epoch + 1, EPOCHS))
+    assert resumed["test_result"] == uninterrupted["test_result"]
+    assert resumed["best_valid_result"] == uninterrupted["best_valid_result"]
+    assert resumed["train_seconds"] > 0
+    assert not list((workdir / "killed").glob("*.resume.pth"))  # gone once training ended
+
+
+def test_an_unreadable_training_state_is_one_clear_error(tiny, workdir, monkeypatch):
+    original = _kill_after_saving(monkeypatch, 0)
+    with pytest.raises(KeyboardInterrupt):
+        _sasrecd(tiny, workdir, "broken")
+    monkeypatch.setattr(ResumableTrainer, "_save_training_state", original)
+    resume_file = next((workdir / "broken").glob("*.resume.pth"))
+    resume_file.write_bytes(b"not a checkpoint")
+    with pytest.raises(LLMD4RecError, match="cannot read checkpoint .*; delete .* to start this training over"):
+        _sasrecd(tiny, workdir, "broken")
+
+
+def test_a_phase_killed_mid_way_resumes_inside_the_phase(tiny, workdir, monkeypatch, tmp_path_factory):
+    config_dict = {**tiny["config_dict"], "llm_cache_dir": str(tmp_path_factory.mktemp("llm_cache")),
+                   "epochs": 2, "mutual_rounds": 1, "llm": {"train_batch_size": 64, "micro_batch_size": 32}}
+
+    def llmd4rec(folder):
+        trainers = []
+        original_init = MutualDistillTrainer.__init__
+
+        def remember(self, config, model):
+            original_init(self, config, model)
+            trainers.append(self)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(MutualDistillTrainer, "__init__", remember)
+            run_llmd4rec("LLMD4Rec", "tiny", tiny["config_file_list"],
+                         {**config_dict, "checkpoint_dir": str(workdir / folder)})
+        return [{k: v for k, v in row.items() if k != "phase_seconds"} for row in trainers[-1].report.rows]
+
+    uninterrupted = llmd4rec("whole")
+    original = _kill_after_saving(monkeypatch, 0, file_prefix="round1_llm")
+    with pytest.raises(KeyboardInterrupt):
+        llmd4rec("killed")
+    monkeypatch.setattr(ResumableTrainer, "_save_training_state", original)
+    assert [p.name for p in (workdir / "killed").rglob("*_training.pth")] == ["round1_llm_training.pth"]
+    assert llmd4rec("killed") == uninterrupted
