@@ -84,7 +84,13 @@ class ResumableTrainer(Trainer):
         self.earlier_seconds = 0.0  # training time of the interrupted run(s) this fit continues
         self._fit_started = None
 
+    @property
+    def _writes_files(self):
+        return self.config["single_spec"] or self.config["local_rank"] == 0  # RecBole's rule
+
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self._writes_files:
+            return
         target = kwargs.pop("saved_model_file", self.saved_model_file)
         temporary = f"{target}.tmp{os.getpid()}"
         super()._save_checkpoint(epoch, verbose=False, saved_model_file=temporary, **kwargs)
@@ -104,15 +110,20 @@ class ResumableTrainer(Trainer):
             raise LLMD4RecError(f"{exc}; {start_over}") from None
         if state["fingerprint"] != self.run_fingerprint:
             raise LLMD4RecError(f"the training state was written with other settings; {start_over}")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise LLMD4RecError(f"the training state does not fit this model ({str(exc).splitlines()[0]}); "
+                                f"{start_over}") from None
         self.cur_step = state["cur_step"]
         # Killed after early stopping had decided to stop: nothing is left to train.
         self.start_epoch = self.epochs if self.cur_step > self.stopping_step else state["epoch"] + 1
         self.best_valid_score = state["best_valid_score"]
         self.best_valid_result = state["best_valid_result"]
         self.train_loss_dict = dict(state["train_loss_dict"])
-        self.saved_model_file = state["saved_model_file"]
+        # The best epoch's file, by name: RecBole's names carry the time the first run began.
+        self.saved_model_file = os.path.join(os.path.dirname(self.saved_model_file), state["saved_model_name"])
         self.earlier_seconds = state["seconds"]
         set_random_states(state["rng"], train_data)
         self.resumed = True
@@ -120,18 +131,24 @@ class ResumableTrainer(Trainer):
         return True
 
     def _save_training_state(self, epoch_idx, train_data):
+        if not self._writes_files:
+            return
         atomic_torch_save({
             "fingerprint": self.run_fingerprint, "epoch": epoch_idx, "cur_step": self.cur_step,
             "best_valid_score": self.best_valid_score, "best_valid_result": self.best_valid_result,
-            "train_loss_dict": self.train_loss_dict, "saved_model_file": self.saved_model_file,
+            "train_loss_dict": self.train_loss_dict, "saved_model_name": os.path.basename(self.saved_model_file),
             "seconds": self.earlier_seconds + time.time() - self._fit_started,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "rng": random_states(train_data),
         }, self.resume_file)
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
-        self.resume(train_data)
         self._fit_started = time.time()
+        if self.resume(train_data) and self.start_epoch >= self.epochs:
+            # Killed after its last epoch: RecBole's fit would save the current weights over the
+            # best epoch's file, so the result is returned here.
+            self.resume_file.unlink(missing_ok=True)
+            return self.best_valid_score, self.best_valid_result
 
         def after_validation(epoch_idx, valid_score):
             self._save_training_state(epoch_idx, train_data)

@@ -85,3 +85,30 @@ def test_a_phase_killed_mid_way_resumes_inside_the_phase(tiny, workdir, monkeypa
     monkeypatch.setattr(ResumableTrainer, "_save_training_state", original)
     assert [p.name for p in (workdir / "killed").rglob("*_training.pth")] == ["round1_llm_training.pth"]
     assert llmd4rec("killed") == uninterrupted
+
+
+def test_a_run_killed_after_early_stopping_keeps_its_best_epoch(tiny, workdir, monkeypatch):
+    """Validation scores that fall after epoch 0 make early stopping (stopping_step 0) end the
+    run at epoch 1; killed right then, the rerun must test epoch 0's weights, not epoch 1's."""
+    original_valid = ResumableTrainer._valid_epoch
+
+    def falling_scores(self, valid_data, show_progress=False):
+        score, result = original_valid(self, valid_data, show_progress)
+        self.validations = getattr(self, "validations", 0) + 1
+        return score - self.validations, result
+
+    monkeypatch.setattr(ResumableTrainer, "_valid_epoch", falling_scores)
+
+    def sasrecd(folder):
+        config_dict = {**tiny["config_dict"], "checkpoint_dir": str(workdir / folder), "epochs": 5,
+                       "stopping_step": 0}
+        return run_llmd4rec("SASRecD", "tiny", tiny["config_file_list"], config_dict)
+
+    uninterrupted = sasrecd("whole")
+    original = _kill_after_saving(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        sasrecd("killed")
+    monkeypatch.setattr(ResumableTrainer, "_save_training_state", original)
+    resumed = sasrecd("killed")
+    assert resumed["test_result"] == uninterrupted["test_result"]
+    assert not list((workdir / "killed").glob("*.resume.pth"))
