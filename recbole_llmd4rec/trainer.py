@@ -82,6 +82,9 @@ class ResumableTrainer(Trainer):
             f"{config['model']}-{config['dataset']}-{self.run_fingerprint}.resume.pth"))
         self.resumed = False
         self.earlier_seconds = 0.0  # training time of the interrupted run(s) this fit continues
+        # When the timed work began; a caller that does work of its own before fit (a phase's
+        # teacher store and starting evaluation) sets it, so a resumed run's time includes that.
+        self.clock_started = None
         self._fit_started = None
 
     @property
@@ -143,7 +146,7 @@ class ResumableTrainer(Trainer):
         }, self.resume_file)
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
-        self._fit_started = time.time()
+        self._fit_started = self.clock_started or time.time()
         if self.resume(train_data) and self.start_epoch >= self.epochs:
             # Killed after its last epoch: RecBole's fit would save the current weights over the
             # best epoch's file, so the result is returned here.
@@ -340,13 +343,13 @@ class MutualDistillTrainer(AbstractTrainer):
         self.logger.info(set_color(f"LLMD4Rec phase {name}", "green") +
                          f": {type(student).__name__}, teacher {type(teacher).__name__ if teacher else 'none'}")
         try:
-            epochs, earlier_seconds = self._fit_to_early_stopping(name, student, student_config, store)
+            epochs, earlier_seconds = self._fit_to_early_stopping(name, student, student_config, store, started)
         finally:
             if store is not None:
                 store.close()
         return earlier_seconds + time.time() - started, epochs
 
-    def _fit_to_early_stopping(self, name, student, student_config, store):
+    def _fit_to_early_stopping(self, name, student, student_config, store, started):
         train_loader = get_dataloader(student_config, "train")(
             student_config, self.train_dataset, None, shuffle=student_config["shuffle"]
         )
@@ -355,6 +358,7 @@ class MutualDistillTrainer(AbstractTrainer):
             micro_batch_size=self.micro_batch_size if student is self.llm else None,
             saved_model_file=self.run_dir / f"{name}_best.pth", resume_file=self.run_dir / f"{name}_training.pth",
         )
+        phase.clock_started = started
         if not phase.resume(train_loader):
             # The weights a phase starts from are its first candidate: early stopping keeps
             # them unless an epoch validates better, so a phase never ends worse on valid.

@@ -1,12 +1,17 @@
 """Training killed between epochs resumes where it stopped and ends as an uninterrupted run."""
 
+import time
+
 import pytest
 
 from recbole_llmd4rec import run_llmd4rec
 from recbole_llmd4rec.errors import LLMD4RecError
-from recbole_llmd4rec.trainer import MutualDistillTrainer, ResumableTrainer
+from recbole_llmd4rec.quick_start import load_checkpoint
+from recbole_llmd4rec.teacher import TeacherStore
+from recbole_llmd4rec.trainer import RESUME_KEYS, MutualDistillTrainer, ResumableTrainer
 
 EPOCHS = 3
+PRE_FIT_SECONDS = 2.0  # added to a phase's work before its first epoch
 
 
 def _kill_after_saving(monkeypatch, epoch, file_prefix=""):
@@ -80,10 +85,17 @@ def test_a_phase_killed_mid_way_resumes_inside_the_phase(tiny, workdir, monkeypa
 
     uninterrupted = llmd4rec("whole")
     original = _kill_after_saving(monkeypatch, 0, file_prefix="round1_llm")
+    # The phase's work before its first epoch (teacher store, starting evaluation) is part of its
+    # time, also when the phase is resumed: make it take a known minimum.
+    original_build = TeacherStore.build
+    monkeypatch.setattr(TeacherStore, "build", lambda *a, **k: time.sleep(PRE_FIT_SECONDS) or original_build(*a, **k))
     with pytest.raises(KeyboardInterrupt):
         llmd4rec("killed")
     monkeypatch.setattr(ResumableTrainer, "_save_training_state", original)
-    assert [p.name for p in (workdir / "killed").rglob("*_training.pth")] == ["round1_llm_training.pth"]
+    monkeypatch.setattr(TeacherStore, "build", original_build)
+    training_states = list((workdir / "killed").rglob("*_training.pth"))
+    assert [p.name for p in training_states] == ["round1_llm_training.pth"]
+    assert load_checkpoint(training_states[0], RESUME_KEYS)["seconds"] >= PRE_FIT_SECONDS
     assert llmd4rec("killed") == uninterrupted
 
 
