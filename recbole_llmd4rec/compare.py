@@ -102,6 +102,22 @@ ABLATIONS = [
 ]
 ALL_METHODS = METHODS + ABLATIONS + OPT_IN  # every name --methods accepts
 IMPROVEMENTS = (("LLMD4Rec_C", "SASRec"), ("LLMD4Rec_L", "E4SRec"))  # (row, the backbone it improves)
+# (row, row it should beat): the questions the comparison answers, each judged against the seeds' spread
+SPREAD_CHECKS = (*IMPROVEMENTS, ("LLMD4Rec_C", "KD LLM->CRM"), ("LLMD4Rec_C", "DLLM2Rec"), ("LLMD4Rec_C", "LEADER"),
+                 ("LLMD4Rec_L", "KD CRM->LLM"))
+
+
+def against_spread(row, base, metric):
+    """Whether ``row``'s mean beats ``base``'s on ``metric`` by more than the seeds' spread (the
+    larger of the two sample sds): "higher", "lower" (trails by more than it) or "within"; None
+    when either row has fewer than two seeds, so no spread is known."""
+    if min(row["seeds"], base["seeds"]) < 2:
+        return None
+    difference = row[metric] - base[metric]
+    spread = max(row[f"{metric} sd"], base[f"{metric} sd"])
+    if abs(difference) <= spread:
+        return "within"
+    return "higher" if difference > 0 else "lower"
 
 
 def fingerprint(*parts):
@@ -318,8 +334,7 @@ class Comparison:
         return markdown
 
     def markdown(self, rows, metrics):
-        header = ["method", "seeds", *[m.replace("hit", "HR").replace("ndcg", "NDCG") for m in metrics],
-                  "train s", "latency ms/user"]
+        header = ["method", "seeds", *map(metric_label, metrics), "train s", "latency ms/user"]
         threads = sorted({str(r.get("torch_threads", "not recorded")) for r in self.records.values()})
         lines = [f"Data set {self.dataset}; seeds {', '.join(map(str, self.seeds))}; "
                  f"overrides: {' '.join(self.overrides) or 'none'}; torch threads per run: {', '.join(threads)}. "
@@ -342,7 +357,34 @@ class Comparison:
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "train s: this row's own training (the distillation rows start from the same seed's "
                       "SASRec and, for the LLM -> CRM ones, E4SRec, whose times are their own rows')."]
+        lines += self.spread_lines(rows, metrics)
         return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def spread_lines(rows, metrics):
+        """One line per SPREAD_CHECKS pair whose rows both finished: on which metrics the first
+        row is higher, within, or lower than the second by more than the seeds' spread."""
+        by_name = {row["method"]: row for row in rows}
+        lines = []
+        for name, base_name in SPREAD_CHECKS:
+            if name not in by_name or base_name not in by_name:
+                continue
+            verdicts = {metric: against_spread(by_name[name], by_name[base_name], metric) for metric in metrics}
+            if None in verdicts.values():
+                lines.append(f"- {name} vs {base_name}: fewer than 2 seeds, no spread to judge by yet")
+                continue
+            parts = [f"{verdict} on {', '.join(metric_label(m) for m, v in verdicts.items() if v == verdict)}"
+                     for verdict in ("higher", "within", "lower") if verdict in verdicts.values()]
+            lines.append(f"- {name} vs {base_name}: {'; '.join(parts)}")
+        if lines:
+            lines = ["", "Against the seed spread (difference of the means beyond the larger of the two sample "
+                         "sds):", *lines]
+        return lines
+
+
+def metric_label(metric):
+    """RecBole's metric name as the paper writes it: hit@10 -> HR@10, ndcg@10 -> NDCG@10."""
+    return metric.replace("hit", "HR").replace("ndcg", "NDCG")
 
 
 def select_methods(names, ablation):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import TESTS, TINY_YAML
-from recbole_llmd4rec.compare import METHODS, Comparison, compare, select_methods
+from recbole_llmd4rec.compare import METHODS, Comparison, against_spread, compare, select_methods
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,7 @@ def test_every_method_gives_its_rows_and_the_tables(finished):
         assert f"| {row} | 1 |" in markdown
     assert "% vs SASRec" in markdown and "% vs E4SRec" in markdown
     assert not any(" +- " in line for line in markdown.splitlines() if line.startswith("| "))  # 1 seed: no sd
+    assert "- LLMD4Rec_C vs DLLM2Rec: fewer than 2 seeds, no spread to judge by yet" in markdown
     lines = (out / "comparison-tiny.csv").read_text().splitlines()
     assert lines[0].startswith("method,seeds,hit@5,hit@5 sd,hit@10") and len(lines) == 1 + 5
     sasrec = json.loads((out / "SASRec" / "seed2020.json").read_text())
@@ -76,6 +77,23 @@ def test_table_means_spreads_and_improvements_on_hand_made_records(tmp_path):
     assert rows["SASRec"]["train_s"] == pytest.approx(15.0)
     assert "ndcg@10 vs E4SRec" not in rows["LLMD4Rec_L"]  # no E4SRec row finished to compare with
     assert rows["LLMD4Rec_L"]["ndcg@10 sd"] == 0.0
+
+
+def test_the_spread_judgement_on_hand_made_rows():
+    def row(method, seeds, mean, sd):
+        return {"method": method, "seeds": seeds, "ndcg@10": mean, "ndcg@10 sd": sd, "hit@10": mean, "hit@10 sd": sd}
+
+    sasrec = row("SASRec", 3, 0.040, 0.001)
+    assert against_spread(row("LLMD4Rec_C", 3, 0.0425, 0.002), sasrec, "ndcg@10") == "higher"  # 0.0025 > 0.002
+    assert against_spread(row("LLMD4Rec_C", 3, 0.0415, 0.002), sasrec, "ndcg@10") == "within"  # 0.0015 <= 0.002
+    assert against_spread(row("LLMD4Rec_C", 3, 0.0385, 0.0005), sasrec, "ndcg@10") == "lower"  # 0.0015 > 0.001
+    assert against_spread(row("LLMD4Rec_C", 1, 0.09, 0.0), sasrec, "ndcg@10") is None  # one seed: no spread
+
+    lines = Comparison.spread_lines([sasrec, row("LLMD4Rec_C", 3, 0.0425, 0.002), row("DLLM2Rec", 1, 0.05, 0.0),
+                                     row("E4SRec", 3, 0.03, 0.001)], ["hit@10", "ndcg@10"])
+    assert "- LLMD4Rec_C vs SASRec: higher on HR@10, NDCG@10" in lines
+    assert "- LLMD4Rec_C vs DLLM2Rec: fewer than 2 seeds, no spread to judge by yet" in lines
+    assert not any("vs E4SRec" in line for line in lines)  # no LLMD4Rec_L row to judge
 
 
 def test_a_method_without_its_base_is_refused(tmp_path):
