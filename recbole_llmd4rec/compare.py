@@ -19,7 +19,9 @@ pre-trained SASRec"), so a seed trains each base model once:
 - LLMD4Rec_C / LLMD4Rec_L: Algorithm 1 from that SASRec; the CRM and the LLM after the last round.
 - GRU4Rec, S3Rec: RecBole's models, unchanged (S3Rec pre-trains for ``S3REC_PRETRAIN_EPOCHS``,
   then fine-tunes).
-- ``--ablation`` adds LLMD4Rec w/o loop, w/o sample weight and w/o embedding update.
+- ``--ablation`` adds LLMD4Rec w/o sample weight and w/o embedding update, trained, and w/o loop
+  (T_max = 1), read from round 1 of the same seed's LLMD4Rec run: every step of a run is seeded
+  by its position, so a one-round run is that run's first round (tests/test_compare.py checks it).
 
 Runs go method by method, each over every seed (a method's bases come earlier in the list), so
 an interrupted comparison has the rows LLMD4Rec is judged by for every seed before it spends
@@ -65,6 +67,9 @@ class Method:
     starts_from: tuple = ()
     rows: tuple = ()
     latency: tuple = ()  # rows whose deployable model's per-user latency is measured
+    # Rows read from round 1 of this earlier method's LLMD4Rec run instead of training: T_max = 1
+    # is that run's first round, step for step (each step is seeded by its position).
+    first_round_of: str = None
 
     def row_names(self):
         return [row for row, _ in self.rows] or [self.name]
@@ -91,14 +96,15 @@ METHODS = [  # in run order; a method's bases come before it
     Method("S3Rec", "S3Rec", {"pretrain_epochs": S3REC_PRETRAIN_EPOCHS}),
 ]
 OPT_IN = [Method("SASRec_RecBole", "SASRec", latency=("SASRec_RecBole",))]  # only when named in --methods
+def _ablation_rows(label):
+    return (f"LLMD4Rec_C {label}", "CRM"), (f"LLMD4Rec_L {label}", "LLM")
+
+
 ABLATIONS = [
-    Method(f"LLMD4Rec_{tag}", "LLMD4Rec", settings, ("SASRec",),
-           ((f"LLMD4Rec_C {label}", "CRM"), (f"LLMD4Rec_L {label}", "LLM")))
-    for tag, label, settings in (
-        ("no_loop", "w/o loop", {"mutual_rounds": 1}),
-        ("no_sample_weight", "w/o w", {"sample_weight": False}),
-        ("no_embedding_update", "w/o eu", {"embedding_update": False}),
-    )
+    Method("LLMD4Rec_no_loop", "LLMD4Rec", {}, ("LLMD4Rec",), _ablation_rows("w/o loop"), first_round_of="LLMD4Rec"),
+    *[Method(f"LLMD4Rec_{tag}", "LLMD4Rec", settings, ("SASRec",), _ablation_rows(label))
+      for tag, label, settings in (("no_sample_weight", "w/o w", {"sample_weight": False}),
+                                   ("no_embedding_update", "w/o eu", {"embedding_update": False}))],
 ]
 ALL_METHODS = METHODS + ABLATIONS + OPT_IN  # every name --methods accepts
 IMPROVEMENTS = (("LLMD4Rec_C", "SASRec"), ("LLMD4Rec_L", "E4SRec"))  # (row, the backbone it improves)
@@ -148,18 +154,26 @@ def run_one(spec):
               "rows": {}, "train_seconds": {}, "latency_ms": {}}
     if method.model == "LLMD4Rec":
         rounds = json.loads((Path(saved_model_file).parent / "rounds.json").read_text())
-        last = max(row["round"] for row in rounds)
-        phases = {(row["round"], row["model"]): row["phase_seconds"] for row in rounds if row["round"] > 0}
-        for row_name, part in method.rows:
-            final = next(r for r in rounds if (r["round"], r["model"], r["split"]) == (last, part, "test"))
-            record["rows"][row_name] = {key: value for key, value in final.items() if key not in NOT_METRICS}
-            record["train_seconds"][row_name] = sum(phases.values())
+        record["rounds"] = rounds  # every round's rows, which the "w/o loop" ablation reads
+        record.update(rows_of_round(rounds, max(row["round"] for row in rounds), method.rows))
     else:
         record["rows"][method.name] = {metric: float(value) for metric, value in result["test_result"].items()}
         record["train_seconds"][method.name] = result["train_seconds"]
     for row_name in method.latency:
         record["latency_ms"][row_name] = per_user_latency_ms(saved_model_file)
     write_json_atomically(spec["result_file"], record)
+
+
+def rows_of_round(rounds, last_round, rows):
+    """The test results of ``rows`` ((row name, "CRM" or "LLM"), ...) after round ``last_round``
+    of an LLMD4Rec run's ``rounds`` (rounds.json), with the training time of rounds 1..last_round."""
+    seconds = sum(row["phase_seconds"] for row in rounds if 0 < row["round"] <= last_round and row["split"] == "test")
+    result = {"rows": {}, "train_seconds": {}}
+    for row_name, part in rows:
+        final = next(r for r in rounds if (r["round"], r["model"], r["split"]) == (last_round, part, "test"))
+        result["rows"][row_name] = {key: value for key, value in final.items() if key not in NOT_METRICS}
+        result["train_seconds"][row_name] = seconds
+    return result
 
 
 def export_as_recbole_sasrec(sasrecd_file, path):
@@ -227,7 +241,7 @@ class Comparison:
 
     def spec(self, method, seed):
         checkpoints = {}
-        for base in method.starts_from:
+        for base in () if method.first_round_of else method.starts_from:
             key = "crm_checkpoint" if base == "SASRec" else "llm_checkpoint"
             checkpoints[key] = self.records[(base, seed)]["checkpoint"]
         run_fingerprint = fingerprint(method.name, method.model, method.settings, seed, self.dataset,
@@ -246,15 +260,31 @@ class Comparison:
                     raise SystemExit(f"error: {method.name} starts from {', '.join(missing)}: add it to --methods")
                 spec = self.spec(method, seed)
                 record = self._finished(spec)
-                if record is None:
+                if record is not None:
+                    log(f"compare: {method.name}, seed {seed}: reused {spec['result_file']}")
+                elif method.first_round_of:
+                    log(f"compare: {method.name}, seed {seed}: round 1 of {method.first_round_of}")
+                    record = self._first_round(method, seed, spec)
+                else:
                     log(f"compare: {method.name}, seed {seed} ...")
                     self._run_child(spec)
                     record = self._finished(spec)
-                else:
-                    log(f"compare: {method.name}, seed {seed}: reused {spec['result_file']}")
                 self.records[(method.name, seed)] = record
                 self.write_tables()
         return self.write_tables()
+
+    def _first_round(self, method, seed, spec):
+        """The record of a T_max = 1 method, read from round 1 of its base run's table."""
+        base = self.records[(method.first_round_of, seed)]
+        if "rounds" not in base:  # written before records kept every round
+            base_file = self.out_dir / method.first_round_of / f"seed{seed}.json"
+            raise SystemExit(f"error: {method.name} reads round 1 of {base_file}, which holds no round table "
+                             "(an older version wrote it): delete that file and rerun")
+        record = {"method": method.name, "seed": seed, "fingerprint": spec["fingerprint"],
+                  "torch_threads": base["torch_threads"], "checkpoint": None, "latency_ms": {},
+                  "first_round_of": method.first_round_of, **rows_of_round(base["rounds"], 1, method.rows)}
+        write_json_atomically(spec["result_file"], record)
+        return record
 
     @staticmethod
     def _finished(spec):

@@ -45,6 +45,27 @@ def test_every_method_gives_its_rows_and_the_tables(finished):
     assert round0["ndcg@10"] == pytest.approx(sasrec["rows"]["SASRec"]["ndcg@10"], abs=1e-4)
 
 
+def test_the_no_loop_ablation_is_round_1_of_the_llmd4rec_run(finished, tmp_path, monkeypatch):
+    out, (dataset, files, overrides), _ = finished
+    monkeypatch.setattr(Comparison, "_run_child", lambda self, spec: pytest.fail(f"{spec['method']} retrained"))
+    markdown = Comparison(dataset, files, overrides, 1, select_methods("SASRec,LLMD4Rec,LLMD4Rec_no_loop", False),
+                          out).run(log=lambda message: None)
+    assert "| LLMD4Rec_C w/o loop | 1 |" in markdown and "| LLMD4Rec_L w/o loop | 1 |" in markdown
+    derived = json.loads((out / "LLMD4Rec_no_loop" / "seed2020.json").read_text())
+    monkeypatch.undo()
+
+    # The same seed's LLMD4Rec trained with T_max = 1, in a child like every comparison run.
+    one_round = Comparison(dataset, files, overrides + ["--mutual_rounds=1"], 1, [], tmp_path)
+    one_round.records[("SASRec", 2020)] = json.loads((out / "SASRec" / "seed2020.json").read_text())
+    spec = one_round.spec(next(m for m in METHODS if m.name == "LLMD4Rec"), 2020)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    one_round._run_child(spec)
+    trained = json.loads((tmp_path / "LLMD4Rec" / "seed2020.json").read_text())
+    assert [r["round"] for r in trained["rounds"]][-1] == 1
+    for row in ("LLMD4Rec_C", "LLMD4Rec_L"):
+        assert derived["rows"][f"{row} w/o loop"] == trained["rows"][row]
+
+
 def test_a_rerun_reuses_finished_runs_and_changed_settings_retrain(finished, monkeypatch):
     out, (dataset, files, overrides), _ = finished
     launched = []
