@@ -8,7 +8,7 @@ from recbole_llmd4rec import run_llmd4rec
 from recbole_llmd4rec.errors import LLMD4RecError
 from recbole_llmd4rec.quick_start import load_checkpoint
 from recbole_llmd4rec.teacher import TeacherStore
-from recbole_llmd4rec.trainer import RESUME_KEYS, MutualDistillTrainer, ResumableTrainer
+from recbole_llmd4rec.trainer import RESUME_KEYS, MutualDistillTrainer, ResumableTrainer, S3RecTrainer
 
 EPOCHS = 3
 PRE_FIT_SECONDS = 2.0  # added to a phase's work before its first epoch
@@ -124,3 +124,39 @@ def test_a_run_killed_after_early_stopping_keeps_its_best_epoch(tiny, workdir, m
     resumed = sasrecd("killed")
     assert resumed["test_result"] == uninterrupted["test_result"]
     assert not list((workdir / "killed").glob("*.resume.pth"))
+
+
+@pytest.mark.parametrize("killed_stage", ["pretrain", "finetune"])
+def test_s3rec_resumes_in_either_stage(tiny, workdir, monkeypatch, killed_stage):
+    """Killed after its first pre-training epoch, or after the first fine-tuning epoch, S3Rec's
+    rerun trains only what is missing (none of the pre-training in the second case) and ends with
+    the uninterrupted run's results."""
+
+    def s3rec(folder):
+        config_dict = {**tiny["config_dict"], "checkpoint_dir": str(workdir / folder), "epochs": 2,
+                       "pretrain_epochs": 2, "stopping_step": 10}
+        return run_llmd4rec("S3Rec", "tiny", tiny["config_file_list"], config_dict)
+
+    uninterrupted = s3rec("whole")
+    original = ResumableTrainer._save_training_state
+
+    def save_then_die(self, epoch_idx, train_data):
+        original(self, epoch_idx, train_data)
+        if epoch_idx == 0 and self.model.train_stage == killed_stage:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ResumableTrainer, "_save_training_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        s3rec("killed")
+    monkeypatch.setattr(ResumableTrainer, "_save_training_state", original)
+
+    trained = []  # (stage, epoch) of every epoch the rerun trains
+    original_epoch = S3RecTrainer._train_epoch
+    monkeypatch.setattr(S3RecTrainer, "_train_epoch", lambda self, *a, **k: trained.append(
+        (self.model.train_stage, a[1])) or original_epoch(self, *a, **k))
+    resumed = s3rec("killed")
+    missing = [("pretrain", 1)] if killed_stage == "pretrain" else []
+    assert trained == missing + [("finetune", e) for e in range(1 if killed_stage == "finetune" else 0, 2)]
+    assert resumed["test_result"] == uninterrupted["test_result"]
+    assert resumed["best_valid_result"] == uninterrupted["best_valid_result"]
+    assert not list((workdir / "killed").glob("*.resume.pth"))  # both stages' states gone at the end
