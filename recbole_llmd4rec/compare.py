@@ -44,6 +44,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 NOT_METRICS = ("round", "model", "split", "phase_seconds", "epochs")  # the other columns of rounds.json
 DEFAULT_SEEDS = 3
@@ -57,8 +58,11 @@ class Method:
     """One trained model (or one LLMD4Rec run) and the table rows it gives.
 
     ``rows``: (row name, which model of an LLMD4Rec run it reports: "CRM", "LLM", or None
-    for a plain RecBole run). ``starts_from``: earlier methods of the same seed whose
-    checkpoints it starts from ("SASRec" -> crm_checkpoint, "E4SRec" -> llm_checkpoint).
+    for a plain RecBole run). ``starts_from``: earlier methods of the same seed it depends on;
+    a trained method starts from their checkpoints ("SASRec" -> crm_checkpoint, "E4SRec" ->
+    llm_checkpoint). ``first_round_of``: instead of training, read the rows from round 1 of
+    this earlier method's LLMD4Rec run (T_max = 1 is that run's first round step for step, as
+    each step is seeded by its position); it must be in ``starts_from``.
     """
 
     name: str
@@ -67,12 +71,17 @@ class Method:
     starts_from: tuple = ()
     rows: tuple = ()
     latency: tuple = ()  # rows whose deployable model's per-user latency is measured
-    # Rows read from round 1 of this earlier method's LLMD4Rec run instead of training: T_max = 1
-    # is that run's first round, step for step (each step is seeded by its position).
-    first_round_of: str = None
+    first_round_of: Optional[str] = None
+
+    def __post_init__(self):
+        assert self.first_round_of is None or self.first_round_of in self.starts_from
 
     def row_names(self):
         return [row for row, _ in self.rows] or [self.name]
+
+
+def _ablation_rows(label):
+    return (f"LLMD4Rec_C {label}", "CRM"), (f"LLMD4Rec_L {label}", "LLM")
 
 
 ONE_WAY = {"mutual_rounds": 1}
@@ -96,15 +105,11 @@ METHODS = [  # in run order; a method's bases come before it
     Method("S3Rec", "S3Rec", {"pretrain_epochs": S3REC_PRETRAIN_EPOCHS}),
 ]
 OPT_IN = [Method("SASRec_RecBole", "SASRec", latency=("SASRec_RecBole",))]  # only when named in --methods
-def _ablation_rows(label):
-    return (f"LLMD4Rec_C {label}", "CRM"), (f"LLMD4Rec_L {label}", "LLM")
-
-
 ABLATIONS = [
-    Method("LLMD4Rec_no_loop", "LLMD4Rec", {}, ("LLMD4Rec",), _ablation_rows("w/o loop"), first_round_of="LLMD4Rec"),
     *[Method(f"LLMD4Rec_{tag}", "LLMD4Rec", settings, ("SASRec",), _ablation_rows(label))
       for tag, label, settings in (("no_sample_weight", "w/o w", {"sample_weight": False}),
                                    ("no_embedding_update", "w/o eu", {"embedding_update": False}))],
+    Method("LLMD4Rec_no_loop", "LLMD4Rec", {}, ("LLMD4Rec",), _ablation_rows("w/o loop"), first_round_of="LLMD4Rec"),
 ]
 ALL_METHODS = METHODS + ABLATIONS + OPT_IN  # every name --methods accepts
 IMPROVEMENTS = (("LLMD4Rec_C", "SASRec"), ("LLMD4Rec_L", "E4SRec"))  # (row, the backbone it improves)
@@ -137,6 +142,8 @@ def run_one(spec):
     from recbole_llmd4rec.quick_start import run_llmd4rec
 
     method = next(m for m in ALL_METHODS if m.name == spec["method"])
+    if method.first_round_of:
+        raise SystemExit(f"error: {method.name} is read from {method.first_round_of}'s run, not trained")
     config_dict = {**method.settings, **spec["checkpoints"], "seed": spec["seed"],
                    "checkpoint_dir": spec["run_dir"]}
     result = run_llmd4rec(method.model, spec["dataset"], spec["config_files"], config_dict,
@@ -164,13 +171,13 @@ def run_one(spec):
     write_json_atomically(spec["result_file"], record)
 
 
-def rows_of_round(rounds, last_round, rows):
-    """The test results of ``rows`` ((row name, "CRM" or "LLM"), ...) after round ``last_round``
-    of an LLMD4Rec run's ``rounds`` (rounds.json), with the training time of rounds 1..last_round."""
-    seconds = sum(row["phase_seconds"] for row in rounds if 0 < row["round"] <= last_round and row["split"] == "test")
+def rows_of_round(rounds, round_index, rows):
+    """The test results of ``rows`` ((row name, "CRM" or "LLM"), ...) after round ``round_index``
+    of an LLMD4Rec run's ``rounds`` (rounds.json), with the training time of rounds 1..round_index."""
+    seconds = sum(row["phase_seconds"] for row in rounds if 0 < row["round"] <= round_index and row["split"] == "test")
     result = {"rows": {}, "train_seconds": {}}
     for row_name, part in rows:
-        final = next(r for r in rounds if (r["round"], r["model"], r["split"]) == (last_round, part, "test"))
+        final = next(r for r in rounds if (r["round"], r["model"], r["split"]) == (round_index, part, "test"))
         result["rows"][row_name] = {key: value for key, value in final.items() if key not in NOT_METRICS}
         result["train_seconds"][row_name] = seconds
     return result
@@ -253,11 +260,9 @@ class Comparison:
                 "result_file": str(self.out_dir / method.name / f"seed{seed}.json")}
 
     def run(self, log=print):
+        self._check_bases()
         for method in self.methods:
             for seed in self.seeds:
-                missing = [base for base in method.starts_from if (base, seed) not in self.records]
-                if missing:
-                    raise SystemExit(f"error: {method.name} starts from {', '.join(missing)}: add it to --methods")
                 spec = self.spec(method, seed)
                 record = self._finished(spec)
                 if record is not None:
@@ -273,16 +278,29 @@ class Comparison:
                 self.write_tables()
         return self.write_tables()
 
+    def _check_bases(self):
+        """Before anything trains: every method's bases run earlier in the list (or finished)."""
+        earlier = set()
+        for method in self.methods:
+            missing = [base for base in method.starts_from
+                       if base not in earlier and not all((base, seed) in self.records for seed in self.seeds)]
+            if missing:
+                raise SystemExit(f"error: {method.name} starts from {', '.join(missing)}: add it to --methods")
+            earlier.add(method.name)
+
     def _first_round(self, method, seed, spec):
         """The record of a T_max = 1 method, read from round 1 of its base run's table."""
         base = self.records[(method.first_round_of, seed)]
-        if "rounds" not in base:  # written before records kept every round
+        rounds = base.get("rounds")
+        if rounds is None and base["checkpoint"]:  # a record of an older version: the table is beside the model
+            rounds = json.loads((Path(base["checkpoint"]).parent / "rounds.json").read_text())
+        if rounds is None:
             base_file = self.out_dir / method.first_round_of / f"seed{seed}.json"
-            raise SystemExit(f"error: {method.name} reads round 1 of {base_file}, which holds no round table "
-                             "(an older version wrote it): delete that file and rerun")
+            raise SystemExit(f"error: {method.name} reads round 1 of {base_file}, which holds no round table: "
+                             "delete that file and rerun (the run resumes from its kept state)")
         record = {"method": method.name, "seed": seed, "fingerprint": spec["fingerprint"],
                   "torch_threads": base["torch_threads"], "checkpoint": None, "latency_ms": {},
-                  "first_round_of": method.first_round_of, **rows_of_round(base["rounds"], 1, method.rows)}
+                  "first_round_of": method.first_round_of, **rows_of_round(rounds, 1, method.rows)}
         write_json_atomically(spec["result_file"], record)
         return record
 
@@ -386,7 +404,8 @@ class Comparison:
             cells.append("" if latency is None else f"{latency:.2f}")
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "train s: this row's own training (the distillation rows start from the same seed's "
-                      "SASRec and, for the LLM -> CRM ones, E4SRec, whose times are their own rows')."]
+                      "SASRec and, for the LLM -> CRM ones, E4SRec, whose times are their own rows'; the "
+                      "w/o loop rows are round 1 of the LLMD4Rec run, and their time that round's)."]
         lines += self.spread_lines(rows, metrics)
         return "\n".join(lines) + "\n"
 
@@ -399,17 +418,25 @@ class Comparison:
         for name, base_name in SPREAD_CHECKS:
             if name not in by_name or base_name not in by_name:
                 continue
-            verdicts = {metric: against_spread(by_name[name], by_name[base_name], metric) for metric in metrics}
+            row, base = by_name[name], by_name[base_name]
+            pair = f"{name} vs {base_name}"
+            if row["seeds"] != base["seeds"]:  # mid-comparison: say what each mean is over
+                pair = f"{name} ({seeds_label(row['seeds'])}) vs {base_name} ({seeds_label(base['seeds'])})"
+            verdicts = {metric: against_spread(row, base, metric) for metric in metrics}
             if None in verdicts.values():
-                lines.append(f"- {name} vs {base_name}: fewer than 2 seeds, no spread to judge by yet")
+                lines.append(f"- {pair}: fewer than 2 seeds, no spread to judge by yet")
                 continue
             parts = [f"{verdict} on {', '.join(metric_label(m) for m, v in verdicts.items() if v == verdict)}"
                      for verdict in ("higher", "within", "lower") if verdict in verdicts.values()]
-            lines.append(f"- {name} vs {base_name}: {'; '.join(parts)}")
+            lines.append(f"- {pair}: {'; '.join(parts)}")
         if lines:
             lines = ["", "Against the seed spread (difference of the means beyond the larger of the two sample "
                          "sds):", *lines]
         return lines
+
+
+def seeds_label(count):
+    return f"{count} seed" if count == 1 else f"{count} seeds"
 
 
 def metric_label(metric):
@@ -425,12 +452,13 @@ def select_methods(names, ablation):
         if unknown:
             raise SystemExit(f"error: unknown method {unknown[0]!r}; choose from "
                              f"{', '.join(m.name for m in ALL_METHODS)}")
-        chosen = [m for m in ALL_METHODS if m.name in wanted]
     else:
-        chosen = list(METHODS)
+        wanted = [m.name for m in METHODS]
     if ablation:
-        chosen += [m for m in ABLATIONS if m not in chosen]
-    return chosen
+        wanted += [m.name for m in ABLATIONS]
+    # a row read from another run's first round needs that run
+    wanted += [m.first_round_of for m in ALL_METHODS if m.name in wanted and m.first_round_of]
+    return [m for m in ALL_METHODS if m.name in wanted]
 
 
 def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None, ablation=False, out_dir=None):

@@ -146,7 +146,7 @@ class ResumableTrainer(Trainer):
         }, self.resume_file)
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
-        self._fit_started = self.clock_started or time.time()
+        self._fit_started = time.time() if self.clock_started is None else self.clock_started
         if self.resume(train_data) and self.start_epoch >= self.epochs:
             # Killed after its last epoch: RecBole's fit would save the current weights over the
             # best epoch's file, so the result is returned here.
@@ -495,7 +495,7 @@ class S3RecTrainer(RecBoleS3RecTrainer, ResumableTrainer):
 
     def pretrain(self, train_data, verbose=True, show_progress=False):
         """RecBole's pre-training, continued from ``resume_file`` when a killed run left one."""
-        self._fit_started = self.clock_started or time.time()
+        self._fit_started = time.time() if self.clock_started is None else self.clock_started
         self.resume(train_data)
         return super().pretrain(train_data, verbose, show_progress)
 

@@ -52,6 +52,13 @@ def test_the_no_loop_ablation_is_round_1_of_the_llmd4rec_run(finished, tmp_path,
                           out).run(log=lambda message: None)
     assert "| LLMD4Rec_C w/o loop | 1 |" in markdown and "| LLMD4Rec_L w/o loop | 1 |" in markdown
     derived = json.loads((out / "LLMD4Rec_no_loop" / "seed2020.json").read_text())
+    full = json.loads((out / "LLMD4Rec" / "seed2020.json").read_text())
+    assert derived["rows"]["LLMD4Rec_C w/o loop"] != full["rows"]["LLMD4Rec_C"]  # round 1 is not the last round
+    # A record without the round table (an older version's) is read through the table beside its model.
+    older = Comparison(dataset, files, overrides, 1, select_methods("LLMD4Rec_no_loop", False), out)
+    older.records[("LLMD4Rec", 2020)] = {key: value for key, value in full.items() if key != "rounds"}
+    no_loop = next(m for m in older.methods if m.name == "LLMD4Rec_no_loop")
+    assert older._first_round(no_loop, 2020, older.spec(no_loop, 2020))["rows"] == derived["rows"]
     monkeypatch.undo()
 
     # The same seed's LLMD4Rec trained with T_max = 1, in a child like every comparison run.
@@ -113,7 +120,7 @@ def test_the_spread_judgement_on_hand_made_rows():
     lines = Comparison.spread_lines([sasrec, row("LLMD4Rec_C", 3, 0.0425, 0.002), row("DLLM2Rec", 1, 0.05, 0.0),
                                      row("E4SRec", 3, 0.03, 0.001)], ["hit@10", "ndcg@10"])
     assert "- LLMD4Rec_C vs SASRec: higher on HR@10, NDCG@10" in lines
-    assert "- LLMD4Rec_C vs DLLM2Rec: fewer than 2 seeds, no spread to judge by yet" in lines
+    assert "- LLMD4Rec_C (3 seeds) vs DLLM2Rec (1 seed): fewer than 2 seeds, no spread to judge by yet" in lines
     assert not any("vs E4SRec" in line for line in lines)  # no LLMD4Rec_L row to judge
 
 
@@ -125,4 +132,12 @@ def test_a_method_without_its_base_is_refused(tmp_path):
         select_methods("SASRec,BERT4Rec", False)
     assert [m.name for m in select_methods(None, True)][: len(METHODS)] == [m.name for m in METHODS]
     assert "SASRec_RecBole" not in [m.name for m in select_methods(None, True)]
+    # w/o loop is read from the LLMD4Rec run, which is added; the trained ablations come first
+    assert [m.name for m in select_methods("SASRec", True)] == [
+        "SASRec", "LLMD4Rec", "LLMD4Rec_no_sample_weight", "LLMD4Rec_no_embedding_update", "LLMD4Rec_no_loop"]
+    # bases are checked before anything trains
+    comparison = Comparison("toy", [], [], 1, select_methods("SASRec,LLMD4Rec_no_sample_weight,KD_LLM_to_CRM",
+                                                             False), tmp_path)
+    with pytest.raises(SystemExit, match="KD_LLM_to_CRM starts from E4SRec"):
+        comparison.run(log=lambda message: pytest.fail(f"started: {message}"))
     assert [m.model for m in select_methods("SASRec_RecBole,SASRec", False)] == ["SASRecD", "SASRec"]
