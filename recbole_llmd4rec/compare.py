@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from recbole_llmd4rec.atomic import replacing
+
 NOT_METRICS = ("round", "model", "split", "phase_seconds", "epochs")  # the other columns of rounds.json
 DEFAULT_SEEDS = 3
 FIRST_SEED = 2020  # RecBole's default seed; seed k of a comparison is FIRST_SEED + k
@@ -221,9 +223,8 @@ def per_user_latency_ms(model_file):
 def write_json_atomically(path, data):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".tmp{os.getpid()}")
-    temporary.write_text(json.dumps(data, indent=2))
-    os.replace(temporary, path)
+    with replacing(path) as temporary:
+        Path(temporary).write_text(json.dumps(data, indent=2))
 
 
 # ---- the comparison ----------------------------------------------------------------------------
@@ -369,16 +370,14 @@ class Comparison:
         metrics = self.metrics
         columns = ["method", "seeds", *[c for m in metrics for c in (m, f"{m} sd")], "train_s",
                    "latency_ms_per_user", *[f"{m} vs {base}" for _, base in IMPROVEMENTS for m in metrics]]
-        temporary = stem.with_suffix(".csv.tmp")
-        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+        with replacing(stem.with_suffix(".csv")) as temporary, open(temporary, "w", newline="",
+                                                                    encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(temporary, stem.with_suffix(".csv"))
         markdown = self.markdown(rows, metrics)
-        temporary = stem.with_suffix(".md.tmp")
-        temporary.write_text(markdown, encoding="utf-8")
-        os.replace(temporary, stem.with_suffix(".md"))
+        with replacing(stem.with_suffix(".md")) as temporary:
+            Path(temporary).write_text(markdown, encoding="utf-8")
         return markdown
 
     def markdown(self, rows, metrics):

@@ -2,12 +2,12 @@
 checkpoint, and the item embeddings with their original item tokens."""
 
 import copy
-import os
 
 import torch
 from recbole.config import Config as RecBoleConfig
 from recbole.model.sequential_recommender.sasrec import SASRec
 
+from recbole_llmd4rec.atomic import replacing
 from recbole_llmd4rec.quick_start import atomic_torch_save
 
 PLUGIN_ONLY_ATTRIBUTES = ("_cmd_args", "user_layers")
@@ -53,12 +53,10 @@ def export_item_embeddings(weight, dataset, path, item_field="item_id", embeddin
     """
     tokens = dataset.field2id_token[item_field]
     weight = weight.detach().cpu()
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
+    with replacing(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
         handle.write(f"{item_field}:token\t{embedding_field}:float_seq\n")
         for index in range(1, len(tokens)):  # id 0 is padding
             handle.write(tokens[index] + "\t" + " ".join(f"{v:.6g}" for v in weight[index].tolist()) + "\n")
-    os.replace(temporary, path)
     return path
 
 

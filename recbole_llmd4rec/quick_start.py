@@ -10,6 +10,7 @@ import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import dict2str, init_logger, init_seed, set_color
 
+from recbole_llmd4rec.atomic import replacing
 from recbole_llmd4rec.config import Config
 from recbole_llmd4rec.errors import DatasetNotFoundError, LLMD4RecError
 from recbole_llmd4rec.utils import get_model, get_trainer
@@ -103,9 +104,8 @@ def atomic_torch_save(obj, path):
     """``torch.save`` to a temporary file, then rename: a killed run never leaves half a file."""
     path = str(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp{os.getpid()}"
-    torch.save(obj, temporary)
-    os.replace(temporary, path)
+    with replacing(path) as temporary:
+        torch.save(obj, temporary)
     return path
 
 

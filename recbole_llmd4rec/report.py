@@ -6,6 +6,8 @@ import os
 
 from tabulate import tabulate
 
+from recbole_llmd4rec.atomic import replacing
+
 FIXED_COLUMNS = ["round", "model", "split"]
 TIMING_COLUMNS = ["phase_seconds", "epochs"]
 
@@ -41,14 +43,12 @@ class RoundReport:
         columns = FIXED_COLUMNS + self.metric_columns + TIMING_COLUMNS
         csv_path = os.path.join(directory, f"{stem}.csv")
         json_path = os.path.join(directory, f"{stem}.json")
-        with open(csv_path + ".tmp", "w", newline="") as handle:
+        with replacing(csv_path) as temporary, open(temporary, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(csv_path + ".tmp", csv_path)
-        with open(json_path + ".tmp", "w") as handle:
+        with replacing(json_path) as temporary, open(temporary, "w") as handle:
             json.dump(self.rows, handle, indent=2)
-        os.replace(json_path + ".tmp", json_path)
         return csv_path, json_path
 
     def plot(self, path, metrics=("hit@10", "ndcg@10"), split="test"):
@@ -72,7 +72,7 @@ class RoundReport:
             axis.grid(alpha=0.3)
             axis.legend()
         figure.tight_layout()
-        figure.savefig(path + ".tmp.png", dpi=120)
+        with replacing(path, suffix=".png") as temporary:
+            figure.savefig(temporary, dpi=120)
         plt.close(figure)
-        os.replace(path + ".tmp.png", path)
         return path

@@ -26,6 +26,7 @@ from recbole.trainer import AbstractTrainer, Trainer
 from recbole.trainer import S3RecTrainer as RecBoleS3RecTrainer
 from recbole.utils import calculate_valid_score, dict2str, init_seed, set_color
 
+from recbole_llmd4rec.atomic import replacing
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.distillers import make_distiller
 from recbole_llmd4rec.errors import LLMD4RecError
@@ -95,9 +96,8 @@ class ResumableTrainer(Trainer):
         if not self._writes_files:
             return
         target = kwargs.pop("saved_model_file", self.saved_model_file)
-        temporary = f"{target}.tmp{os.getpid()}"
-        super()._save_checkpoint(epoch, verbose=False, saved_model_file=temporary, **kwargs)
-        os.replace(temporary, target)
+        with replacing(target) as temporary:
+            super()._save_checkpoint(epoch, verbose=False, saved_model_file=temporary, **kwargs)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {target}")
 
@@ -507,7 +507,6 @@ class S3RecTrainer(RecBoleS3RecTrainer, ResumableTrainer):
         return loss
 
     def save_pretrained_model(self, epoch, saved_model_file):
-        temporary = f"{saved_model_file}.tmp{os.getpid()}"
-        super().save_pretrained_model(epoch, temporary)
-        os.replace(temporary, saved_model_file)
+        with replacing(saved_model_file) as temporary:
+            super().save_pretrained_model(epoch, temporary)
         self.saved_model_file = saved_model_file
