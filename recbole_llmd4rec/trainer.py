@@ -101,6 +101,9 @@ class ResumableTrainer(Trainer):
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {target}")
 
+    def _start_clock(self):
+        self._fit_started = time.time() if self.clock_started is None else self.clock_started
+
     def resume(self, train_data):
         """Continue an interrupted ``fit`` from ``resume_file`` if it holds these settings'
         state; returns whether it did. ``fit`` calls it; call it first to know beforehand."""
@@ -146,7 +149,7 @@ class ResumableTrainer(Trainer):
         }, self.resume_file)
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
-        self._fit_started = time.time() if self.clock_started is None else self.clock_started
+        self._start_clock()
         if self.resume(train_data) and self.start_epoch >= self.epochs:
             # Killed after its last epoch: RecBole's fit would save the current weights over the
             # best epoch's file, so the result is returned here.
@@ -495,7 +498,7 @@ class S3RecTrainer(RecBoleS3RecTrainer, ResumableTrainer):
 
     def pretrain(self, train_data, verbose=True, show_progress=False):
         """RecBole's pre-training, continued from ``resume_file`` when a killed run left one."""
-        self._fit_started = time.time() if self.clock_started is None else self.clock_started
+        self._start_clock()
         self.resume(train_data)
         return super().pretrain(train_data, verbose, show_progress)
 
