@@ -12,6 +12,7 @@
 
 import copy
 import hashlib
+import math
 import os
 import random
 import time
@@ -218,17 +219,36 @@ class E4SRecTrainer(PhaseTrainer):
 
 
 RUN_STATE_KEYS = ("finished_steps", "rows", "llm_phase_record", "crm", "llm")  # what state.pth holds
+ROUND_STATE_KEYS = (*RUN_STATE_KEYS, "round", "settings")  # what state_round<t>.pth holds besides
+ROUND_STATE_FILE = "state_round{}.pth"
+# Settings that the first rounds of a run do not read: key -> the first round whose steps it
+# shapes. A run may start from another run's state after round t (``start_state``) when their
+# settings differ only in keys first read after round t.
+FIRST_ROUND_READING = {"embedding_update": 2, "mutual_rounds": math.inf, "start_state": math.inf}
 
 # Config keys that change neither the training nor the results of an LLMD4Rec run.
 RUN_IRRELEVANT_KEYS = {"show_progress", "state", "verbose", "gpu_id", "device", "worker", "log_wandb",
                        "wandb_project", "checkpoint_dir", "config_files", "local_rank", "single_spec"}
 
 
+def run_settings(*configs):
+    """Every setting that shapes a run: per config, its sorted (key, repr(value)) pairs."""
+    return [sorted((k, repr(v)) for k, v in c.final_config_dict.items() if k not in RUN_IRRELEVANT_KEYS)
+            for c in configs]
+
+
 def run_fingerprint(*configs):
     """A short hash of every setting that shapes a run, to name its folder."""
-    text = repr([sorted((k, repr(v)) for k, v in c.final_config_dict.items() if k not in RUN_IRRELEVANT_KEYS)
-                 for c in configs])
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
+    return hashlib.sha256(repr(run_settings(*configs)).encode()).hexdigest()[:10]
+
+
+def differing_settings(settings, other):
+    """The keys whose values differ between two ``run_settings`` (or that only one has)."""
+    keys = set()
+    for pairs, other_pairs in zip(settings, other, strict=True):
+        mine, theirs = dict(pairs), dict(other_pairs)
+        keys |= {key for key in mine.keys() | theirs.keys() if mine.get(key) != theirs.get(key)}
+    return sorted(keys)
 
 
 class MutualDistillTrainer(AbstractTrainer):
@@ -242,7 +262,11 @@ class MutualDistillTrainer(AbstractTrainer):
     Every step below is one checkpointed unit: after it finishes, both models, the round
     table and the list of finished steps are written atomically to ``state.pth`` in the
     run's folder. Rerunning the same command resumes after the last finished step and,
-    as every step starts from a seed of its own, ends with the same table.
+    as every step starts from a seed of its own, ends with the same table. The state after
+    each round t is kept as ``state_round<t>.pth``, with the settings that shaped it: a run
+    whose settings differ only in what later rounds read (``FIRST_ROUND_READING``: more
+    rounds, no embedding update) can start from it (``start_state``) instead of repeating
+    rounds 0..t, and ends as it would have from scratch.
     """
 
     needs_test_data = True
@@ -279,13 +303,13 @@ class MutualDistillTrainer(AbstractTrainer):
         config = self.config
 
         # Step 1: pretrain the CRM alone (or take crm_checkpoint), then evaluate it: round 0.
-        self._run_step("round0_crm", self._pretrain_crm)
+        self._run_step("round0_crm", self._pretrain_crm, ends_round=0)
         # Step 2 (initialise E4SRec from the CRM's item embeddings) happens in round 1's step 3a.
         for t in range(1, config["mutual_rounds"] + 1):
             # Step 3a: embedding update; step 3b: LLM phase with the frozen CRM as teacher.
             self._run_step(f"round{t}_llm", lambda t=t: self._llm_phase(t))
             # Step 3c: CRM phase with the frozen LLM as teacher; step 3d: evaluate both.
-            self._run_step(f"round{t}_crm", lambda t=t: self._crm_phase(t))
+            self._run_step(f"round{t}_crm", lambda t=t: self._crm_phase(t), ends_round=t)
 
         # Step 4: keep both models.
         self._export()
@@ -391,34 +415,57 @@ class MutualDistillTrainer(AbstractTrainer):
             self.logger.info(f"round {t} {model_name} {split}: {dict2str(result)}")
 
     # ---- checkpoints and resume ----------------------------------------------------------
-    def _run_step(self, name, step):
+    def _run_step(self, name, step, ends_round=None):
         if name in self.finished_steps:
             self.logger.info(f"LLMD4Rec step {name}: finished in an earlier run, skipped")
             return
         init_seed(self.config["seed"] + len(self.finished_steps), self.config["reproducibility"])
         step()
         self.finished_steps.append(name)
-        atomic_torch_save(
-            {
-                "finished_steps": list(self.finished_steps),
-                "rows": self.report.rows,
-                "llm_phase_record": list(self.llm_phase_record),
-                "crm": self.crm.state_dict(),
-                "llm": self.llm.state_dict(),
-            },
-            self.state_file,
-        )
+        state = {
+            "finished_steps": list(self.finished_steps),
+            "rows": self.report.rows,
+            "llm_phase_record": list(self.llm_phase_record),
+            "crm": self.crm.state_dict(),
+            "llm": self.llm.state_dict(),
+        }
+        atomic_torch_save(state, self.state_file)
+        if ends_round is not None:
+            atomic_torch_save({**state, "round": ends_round, "settings": self._settings()},
+                              self.run_dir / ROUND_STATE_FILE.format(ends_round))
+
+    def _settings(self):
+        return run_settings(self.config, self.crm_config, self.llm_config)
 
     def _resume(self):
-        if not self.state_file.is_file():
+        """Continue this run after its last finished step, or start from ``start_state``."""
+        if self.state_file.is_file():
+            state = load_checkpoint(self.state_file, RUN_STATE_KEYS, "an LLMD4Rec run state (delete it to start over)")
+            origin = f"resuming {self.run_dir}"
+        elif self.config["start_state"]:
+            state = self._start_state(self.config["start_state"])
+            origin = f"starting from {self.config['start_state']}"
+        else:
             return
-        state = load_checkpoint(self.state_file, RUN_STATE_KEYS, "an LLMD4Rec run state (delete it to start over)")
         self.crm.load_state_dict(state["crm"])
         self.llm.load_state_dict(state["llm"])
         self.finished_steps = list(state["finished_steps"])
         self.report = RoundReport(state["rows"])
         self.llm_phase_record = tuple(state["llm_phase_record"])
-        self.logger.info(f"LLMD4Rec: resuming {self.run_dir} after {self.finished_steps[-1]}")
+        self.logger.info(f"LLMD4Rec: {origin} after {self.finished_steps[-1]}")
+
+    def _start_state(self, path):
+        """Another run's state after round t, checked to come from the same settings up to round t."""
+        state = load_checkpoint(path, ROUND_STATE_KEYS, "an LLMD4Rec round state (a run's state_round<t>.pth)")
+        kept_round = state["round"]
+        shaping = [key for key in differing_settings(state["settings"], self._settings())
+                   if FIRST_ROUND_READING.get(key, 0) <= kept_round]
+        if shaping:
+            raise LLMD4RecError(
+                f"start_state {path} comes from a run whose rounds 0-{kept_round} had other settings "
+                f"({', '.join(shaping)}): give the state of a run with the same settings, or drop start_state"
+            )
+        return state
 
     # ---- what the run leaves behind ------------------------------------------------------
     def _export(self):

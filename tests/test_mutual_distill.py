@@ -263,3 +263,22 @@ def test_a_teacher_from_llm_checkpoint_is_used_as_is(run, tiny, llm_cache):
     assert torch.equal(trainer.llm.item_embedding.weight, trained["item_embedding.weight"])
     assert not torch.equal(trainer.llm.item_embedding.weight, trainer.crm.item_embedding.weight)
     assert "round1_llm" not in trainer.teacher_passes and trainer.report.result(1, "LLM", "test")
+
+
+def test_a_run_that_differs_only_in_later_rounds_starts_from_a_kept_round_state(run):
+    _, full = run("full")
+    _, frozen = run("frozen", embedding_update=False)
+    kept = full.run_dir / "state_round1.pth"
+    _, started = run("started", embedding_update=False, start_state=str(kept))
+    # Rounds 0 and 1 are taken over, round 2 is trained: the table of the run from scratch.
+    assert _table(started) == _table(frozen)
+    assert [row["phase_seconds"] for row in started.report.rows[:6]] == [
+        row["phase_seconds"] for row in full.report.rows[:6]]
+    assert started.teacher_passes.keys() == {"round2_llm", "round2_crm"}
+    # More rounds on top of a finished one-round run.
+    _, one_round = run("one", mutual_rounds=1)
+    _, extended = run("extended", start_state=str(one_round.run_dir / "state_round1.pth"))
+    assert _table(extended) == _table(full)
+    # A setting that shaped rounds 0-1 differs: refused before anything trains.
+    with pytest.raises(LLMD4RecError, match=r"start_state .*state_round1\.pth .*rounds 0-1 .*learning_rate"):
+        run("other", start_state=str(kept), crm={"learning_rate": 0.01})
