@@ -19,9 +19,11 @@ pre-trained SASRec"), so a seed trains each base model once:
 - LLMD4Rec_C / LLMD4Rec_L: Algorithm 1 from that SASRec; the CRM and the LLM after the last round.
 - GRU4Rec, S3Rec: RecBole's models, unchanged (S3Rec pre-trains for ``S3REC_PRETRAIN_EPOCHS``,
   then fine-tunes).
-- ``--ablation`` adds LLMD4Rec w/o sample weight and w/o embedding update, trained, and w/o loop
-  (T_max = 1), read from round 1 of the same seed's LLMD4Rec run: every step of a run is seeded
-  by its position, so a one-round run is that run's first round (tests/test_compare.py checks it).
+- ``--ablation`` adds LLMD4Rec w/o sample weight, trained; w/o embedding update, whose round 1
+  is the same seed's LLMD4Rec round 1 (the update starts in round 2), so only round 2 is trained,
+  from the state that run kept after round 1; and w/o loop (T_max = 1), read from round 1 of
+  that run: every step of a run is seeded by its position, so a one-round run is that run's
+  first round (tests/test_compare.py and tests/test_mutual_distill.py check both).
 
 Runs go method by method, each over every seed (a method's bases come earlier in the list), so
 an interrupted comparison has the rows LLMD4Rec is judged by for every seed before it spends
@@ -64,7 +66,9 @@ class Method:
     a trained method starts from their checkpoints ("SASRec" -> crm_checkpoint, "E4SRec" ->
     llm_checkpoint). ``first_round_of``: instead of training, read the rows from round 1 of
     this earlier method's LLMD4Rec run (T_max = 1 is that run's first round step for step, as
-    each step is seeded by its position); it must be in ``starts_from``.
+    each step is seeded by its position); it must be in ``starts_from``. ``round1_of``: start
+    from the state that earlier LLMD4Rec run kept after round 1 (``start_state``), for a run
+    whose settings differ from it only in what later rounds read; it must be in ``starts_from``.
     """
 
     name: str
@@ -74,9 +78,14 @@ class Method:
     rows: tuple = ()
     latency: tuple = ()  # rows whose deployable model's per-user latency is measured
     first_round_of: Optional[str] = None
+    round1_of: Optional[str] = None
 
     def __post_init__(self):
-        assert self.first_round_of is None or self.first_round_of in self.starts_from
+        for run in (self.first_round_of, self.round1_of):
+            assert run is None or run in self.starts_from
+
+    def llmd4rec_bases(self):
+        return [run for run in (self.first_round_of, self.round1_of) if run]
 
     def row_names(self):
         return [row for row, _ in self.rows] or [self.name]
@@ -108,9 +117,10 @@ METHODS = [  # in run order; a method's bases come before it
 ]
 OPT_IN = [Method("SASRec_RecBole", "SASRec", latency=("SASRec_RecBole",))]  # only when named in --methods
 ABLATIONS = [
-    *[Method(f"LLMD4Rec_{tag}", "LLMD4Rec", settings, ("SASRec",), _ablation_rows(label))
-      for tag, label, settings in (("no_sample_weight", "w/o w", {"sample_weight": False}),
-                                   ("no_embedding_update", "w/o eu", {"embedding_update": False}))],
+    Method("LLMD4Rec_no_sample_weight", "LLMD4Rec", {"sample_weight": False}, ("SASRec",), _ablation_rows("w/o w")),
+    # Without the update, round 1 is LLMD4Rec's round 1 (the update starts in round 2).
+    Method("LLMD4Rec_no_embedding_update", "LLMD4Rec", {"embedding_update": False}, ("SASRec", "LLMD4Rec"),
+           _ablation_rows("w/o eu"), round1_of="LLMD4Rec"),
     Method("LLMD4Rec_no_loop", "LLMD4Rec", {}, ("LLMD4Rec",), _ablation_rows("w/o loop"), first_round_of="LLMD4Rec"),
 ]
 ALL_METHODS = METHODS + ABLATIONS + OPT_IN  # every name --methods accepts
@@ -248,10 +258,17 @@ class Comparison:
         self.settings_text = [(str(path), path.read_text(encoding="utf-8")) for path in yaml_files]
 
     def spec(self, method, seed):
+        from recbole_llmd4rec.trainer import ROUND_STATE_FILE
+
         checkpoints = {}
         for base in () if method.first_round_of else method.starts_from:
-            key = "crm_checkpoint" if base == "SASRec" else "llm_checkpoint"
-            checkpoints[key] = self.records[(base, seed)]["checkpoint"]
+            if base == method.round1_of:
+                kept = Path(self.records[(base, seed)]["checkpoint"]).parent / ROUND_STATE_FILE.format(1)
+                if kept.is_file():  # a run of an older version kept no round state: train round 1 too
+                    checkpoints["start_state"] = str(kept)
+            else:
+                key = "crm_checkpoint" if base == "SASRec" else "llm_checkpoint"
+                checkpoints[key] = self.records[(base, seed)]["checkpoint"]
         run_fingerprint = fingerprint(method.name, method.model, method.settings, seed, self.dataset,
                                       self.settings_text, self.overrides,
                                       [self.records[(base, seed)]["fingerprint"] for base in method.starts_from])
@@ -455,8 +472,8 @@ def select_methods(names, ablation):
         wanted = [m.name for m in METHODS]
     if ablation:
         wanted += [m.name for m in ABLATIONS]
-    # a row read from another run's first round needs that run
-    wanted += [m.first_round_of for m in ALL_METHODS if m.name in wanted and m.first_round_of]
+    # a row read from, or started from, another run's first round needs that run
+    wanted += [base for m in ALL_METHODS if m.name in wanted for base in m.llmd4rec_bases()]
     return [m for m in ALL_METHODS if m.name in wanted]
 
 

@@ -141,3 +141,30 @@ def test_a_method_without_its_base_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="KD_LLM_to_CRM starts from E4SRec"):
         comparison.run(log=lambda message: pytest.fail(f"started: {message}"))
     assert [m.model for m in select_methods("SASRec_RecBole,SASRec", False)] == ["SASRecD", "SASRec"]
+
+
+def test_the_no_embedding_update_ablation_trains_only_round_2_from_the_llmd4rec_run(finished, monkeypatch):
+    out, (dataset, files, overrides), _ = finished
+    comparison = Comparison(dataset, files, overrides, 1, select_methods("SASRec,LLMD4Rec_no_embedding_update", False),
+                            out)
+    assert [m.name for m in comparison.methods] == ["SASRec", "LLMD4Rec", "LLMD4Rec_no_embedding_update"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    comparison.run(log=lambda message: None)
+    full = json.loads((out / "LLMD4Rec" / "seed2020.json").read_text())
+    ablated = json.loads((out / "LLMD4Rec_no_embedding_update" / "seed2020.json").read_text())
+    # Rounds 0-1 are taken over, times included (a retrained phase would take other seconds);
+    # only round 2 ran here, so only its state is kept.
+    assert ablated["rounds"][:6] == full["rounds"][:6]
+    kept = [path.name for path in (out / "LLMD4Rec_no_embedding_update" / "seed2020").glob("LLMD4Rec-*/state_round*")]
+    assert kept == ["state_round2.pth"]
+    assert [row["round"] for row in ablated["rounds"]][-1] == 2
+    # Without that state (a run of an older version), the spec trains every round.
+    without = Comparison(dataset, files, overrides, 1, [], out)
+    without.records[("SASRec", 2020)] = json.loads((out / "SASRec" / "seed2020.json").read_text())
+    without.records[("LLMD4Rec", 2020)] = {**full, "checkpoint": str(out / "gone" / "sasrec_distilled.pth")}
+    method = next(m for m in comparison.methods if m.name == "LLMD4Rec_no_embedding_update")
+    assert without.spec(method, 2020)["checkpoints"] == {"crm_checkpoint": full_sasrec_checkpoint(out)}
+
+
+def full_sasrec_checkpoint(out):
+    return json.loads((out / "SASRec" / "seed2020.json").read_text())["checkpoint"]
