@@ -263,8 +263,11 @@ class Comparison:
         checkpoints = {}
         for base in () if method.first_round_of else method.starts_from:
             if base == method.round1_of:
-                kept = Path(self.records[(base, seed)]["checkpoint"]).parent / ROUND_STATE_FILE.format(1)
-                if kept.is_file():  # a run of an older version kept no round state: train round 1 too
+                # the state lies beside the run's model; a run of an older version (or one that
+                # exported no SASRec) shows none: then round 1 is trained again
+                model_file = self.records[(base, seed)]["checkpoint"]
+                kept = Path(model_file).parent / ROUND_STATE_FILE.format(1) if model_file else None
+                if kept and kept.is_file():
                     checkpoints["start_state"] = str(kept)
             else:
                 key = "crm_checkpoint" if base == "SASRec" else "llm_checkpoint"

@@ -429,10 +429,10 @@ class MutualDistillTrainer(AbstractTrainer):
             "crm": self.crm.state_dict(),
             "llm": self.llm.state_dict(),
         }
-        atomic_torch_save(state, self.state_file)
-        if ends_round is not None:
+        if ends_round is not None:  # before state.pth, which marks the step finished
             atomic_torch_save({**state, "round": ends_round, "settings": self._settings()},
                               self.run_dir / ROUND_STATE_FILE.format(ends_round))
+        atomic_torch_save(state, self.state_file)
 
     def _settings(self):
         return run_settings(self.config, self.crm_config, self.llm_config)
@@ -458,6 +458,10 @@ class MutualDistillTrainer(AbstractTrainer):
         """Another run's state after round t, checked to come from the same settings up to round t."""
         state = load_checkpoint(path, ROUND_STATE_KEYS, "an LLMD4Rec round state (a run's state_round<t>.pth)")
         kept_round = state["round"]
+        if kept_round > self.config["mutual_rounds"]:
+            raise LLMD4RecError(f"start_state {path} holds round {kept_round}, beyond this run's mutual_rounds "
+                                f"({self.config['mutual_rounds']}): give the state of round "
+                                f"{self.config['mutual_rounds']} or earlier")
         shaping = [key for key in differing_settings(state["settings"], self._settings())
                    if FIRST_ROUND_READING.get(key, 0) <= kept_round]
         if shaping:

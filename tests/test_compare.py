@@ -164,6 +164,8 @@ def test_the_no_embedding_update_ablation_trains_only_round_2_from_the_llmd4rec_
     without.records[("LLMD4Rec", 2020)] = {**full, "checkpoint": str(out / "gone" / "sasrec_distilled.pth")}
     method = next(m for m in comparison.methods if m.name == "LLMD4Rec_no_embedding_update")
     assert without.spec(method, 2020)["checkpoints"] == {"crm_checkpoint": full_sasrec_checkpoint(out)}
+    without.records[("LLMD4Rec", 2020)] = {**full, "checkpoint": None}  # a run that exported no SASRec
+    assert without.spec(method, 2020)["checkpoints"] == {"crm_checkpoint": full_sasrec_checkpoint(out)}
 
 
 def full_sasrec_checkpoint(out):

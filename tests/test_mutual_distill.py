@@ -282,3 +282,6 @@ def test_a_run_that_differs_only_in_later_rounds_starts_from_a_kept_round_state(
     # A setting that shaped rounds 0-1 differs: refused before anything trains.
     with pytest.raises(LLMD4RecError, match=r"start_state .*state_round1\.pth .*rounds 0-1 .*learning_rate"):
         run("other", start_state=str(kept), crm={"learning_rate": 0.01})
+    # A round this run does not reach.
+    with pytest.raises(LLMD4RecError, match=r"holds round 2, beyond this run's mutual_rounds \(1\)"):
+        run("short", mutual_rounds=1, start_state=str(full.run_dir / "state_round2.pth"))
