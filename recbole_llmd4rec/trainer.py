@@ -219,7 +219,7 @@ class E4SRecTrainer(PhaseTrainer):
 
 
 RUN_STATE_KEYS = ("finished_steps", "rows", "llm_phase_record", "crm", "llm")  # what state.pth holds
-ROUND_STATE_KEYS = (*RUN_STATE_KEYS, "round", "settings")  # what state_round<t>.pth holds besides
+ROUND_STATE_KEYS = (*RUN_STATE_KEYS, "round", "settings")  # what state_round<t>.pth holds
 ROUND_STATE_FILE = "state_round{}.pth"
 # Settings that the first rounds of a run do not read: key -> the first round whose steps it
 # shapes. A run may start from another run's state after round t (``start_state``) when their

@@ -160,13 +160,10 @@ def test_the_no_embedding_update_ablation_trains_only_round_2_from_the_llmd4rec_
     assert [row["round"] for row in ablated["rounds"]][-1] == 2
     # Without that state (a run of an older version), the spec trains every round.
     without = Comparison(dataset, files, overrides, 1, [], out)
-    without.records[("SASRec", 2020)] = json.loads((out / "SASRec" / "seed2020.json").read_text())
+    sasrec = json.loads((out / "SASRec" / "seed2020.json").read_text())
+    without.records[("SASRec", 2020)] = sasrec
     without.records[("LLMD4Rec", 2020)] = {**full, "checkpoint": str(out / "gone" / "sasrec_distilled.pth")}
     method = next(m for m in comparison.methods if m.name == "LLMD4Rec_no_embedding_update")
-    assert without.spec(method, 2020)["checkpoints"] == {"crm_checkpoint": full_sasrec_checkpoint(out)}
+    assert without.spec(method, 2020)["checkpoints"] == {"crm_checkpoint": sasrec["checkpoint"]}
     without.records[("LLMD4Rec", 2020)] = {**full, "checkpoint": None}  # a run that exported no SASRec
-    assert without.spec(method, 2020)["checkpoints"] == {"crm_checkpoint": full_sasrec_checkpoint(out)}
-
-
-def full_sasrec_checkpoint(out):
-    return json.loads((out / "SASRec" / "seed2020.json").read_text())["checkpoint"]
+    assert without.spec(method, 2020)["checkpoints"] == {"crm_checkpoint": sasrec["checkpoint"]}
