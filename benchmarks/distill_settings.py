@@ -11,16 +11,20 @@ SASRec checkpoint's item embeddings, taught by the SASRec (Eq. 3-5: gamma:T1). C
 is the control: the same training without the teacher. Each setting runs at most ``--epochs``
 epochs in its own folder under ``--out``; a finished setting is read back, not run again, so
 an interrupted probe resumes. Prints a Markdown table of each setting's best validation
-NDCG@10 and HR@10 and the test results of that epoch.
+NDCG@10 and HR@10, the test results of that epoch, and the validation metric after each epoch
+(from the setting's ``run.log``); a student that no epoch improved keeps its starting weights.
 """
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+LOG_FILE = "run.log"  # a setting's output, beside its run folder
+VALID_SCORE = re.compile(r"epoch \d+ evaluating \[.*valid_score: ([0-9.]+)\]")  # RecBole's per-epoch line
 # (direction, the student's config section, its coefficient key, the round-1 row it writes)
 STUDENTS = {
     "crm": ("llm_to_crm", "crm", "distill_beta", "CRM"),
@@ -45,10 +49,17 @@ def run_setting(args, coefficient, temperature):
         if args.data_path:
             command.append(f"--data_path={args.data_path}")
         print(" ".join(command), flush=True)
-        subprocess.run(command, check=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / LOG_FILE, "w") as log:
+            if subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
+                raise SystemExit(f"error: the setting {coefficient_key}={coefficient}, T={temperature} failed; "
+                                 f"its output is in {folder / LOG_FILE}")
         finished = sorted(folder.glob("*/rounds.json"))
     rounds = json.loads(finished[-1].read_text())
-    return {row["split"]: row for row in rounds if row["round"] == 1 and row["model"] == part}
+    rows = {row["split"]: row for row in rounds if row["round"] == 1 and row["model"] == part}
+    log_file = folder / LOG_FILE
+    rows["curve"] = VALID_SCORE.findall(log_file.read_text()) if log_file.is_file() else []
+    return rows
 
 
 def main():
@@ -70,13 +81,14 @@ def main():
     except ValueError:
         parser.error(f"--settings must be coefficient:temperature pairs like 0.5:0.2, got {args.settings!r}")
     key = STUDENTS[args.student][2]
-    lines = [f"| {key} | T | valid HR@10 | valid NDCG@10 | test HR@10 | test NDCG@10 | epochs | seconds |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| {key} | T | valid HR@10 | valid NDCG@10 | test HR@10 | test NDCG@10 | epochs | seconds | valid metric per epoch |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for coefficient, temperature in settings:
         rows = run_setting(args, coefficient, temperature)
         valid, test = rows["valid"], rows["test"]
         lines.append(f"| {coefficient:g} | {temperature:g} | {valid['hit@10']:.4f} | {valid['ndcg@10']:.4f} | "
-                     f"{test['hit@10']:.4f} | {test['ndcg@10']:.4f} | {test['epochs']} | {test['phase_seconds']:.0f} |")
+                     f"{test['hit@10']:.4f} | {test['ndcg@10']:.4f} | {test['epochs']} | {test['phase_seconds']:.0f} | "
+                     f"{' '.join(f'{float(score):.4f}' for score in rows['curve'])} |")
     print("\n".join(lines))
 
 
