@@ -79,6 +79,8 @@ def main():
     try:
         settings = [tuple(float(x) for x in pair.split(":")) for pair in args.settings.split(",")]
     except ValueError:
+        settings = []
+    if not settings or any(len(setting) != 2 for setting in settings):
         parser.error(f"--settings must be coefficient:temperature pairs like 0.5:0.2, got {args.settings!r}")
     key = STUDENTS[args.student][2]
     lines = [f"| {key} | T | valid HR@10 | valid NDCG@10 | test HR@10 | test NDCG@10 | epochs | seconds | valid metric per epoch |",

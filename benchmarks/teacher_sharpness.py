@@ -16,6 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from recbole_llmd4rec.errors import LLMD4RecError  # noqa: E402
 from recbole_llmd4rec.losses import teacher_distribution  # noqa: E402
 from recbole_llmd4rec.quick_start import load_data_and_model  # noqa: E402
 
@@ -40,9 +41,17 @@ def main():
     parser.add_argument("model_files", nargs="+")
     parser.add_argument("--temperatures", default="0.6,0.2")
     args = parser.parse_args()
-    temperatures = [float(t) for t in args.temperatures.split(",")]
-    for model_file in args.model_files:
-        print("\n".join(sharpness(model_file, temperatures)))
+    try:
+        temperatures = [float(t) for t in args.temperatures.split(",")]
+    except ValueError:
+        temperatures = []
+    if not temperatures or min(temperatures) <= 0:
+        parser.error(f"--temperatures must be comma-separated numbers > 0 like 0.6,0.2, got {args.temperatures!r}")
+    try:
+        for model_file in args.model_files:
+            print("\n".join(sharpness(model_file, temperatures)))
+    except LLMD4RecError as exc:  # a missing or foreign checkpoint
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":
