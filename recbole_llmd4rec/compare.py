@@ -23,7 +23,8 @@ pre-trained SASRec"), so a seed trains each base model once:
   is the same seed's LLMD4Rec round 1 (the update starts in round 2), so only round 2 is trained,
   from the state that run kept after round 1; and w/o loop (T_max = 1), read from round 1 of
   that run: every step of a run is seeded by its position, so a one-round run is that run's
-  first round (tests/test_compare.py and tests/test_mutual_distill.py check both).
+  first round (tests/test_compare.py and tests/test_mutual_distill.py check both). Their rows
+  go to a second table, each under the full LLMD4Rec row with its change against it.
 
 Runs go method by method, each over every seed (a method's bases come earlier in the list), so
 an interrupted comparison has the rows LLMD4Rec is judged by for every seed before it spends
@@ -125,9 +126,16 @@ ABLATIONS = [
 ]
 ALL_METHODS = METHODS + ABLATIONS + OPT_IN  # every name --methods accepts
 IMPROVEMENTS = (("LLMD4Rec_C", "SASRec"), ("LLMD4Rec_L", "E4SRec"))  # (row, the backbone it improves)
+# (ablation row, the full LLMD4Rec row it takes a component from)
+FULL_ROW = {part: row for row, part in next(m for m in METHODS if m.name == "LLMD4Rec").rows}
+ABLATION_PAIRS = tuple((row, FULL_ROW[part]) for part in FULL_ROW for m in ABLATIONS
+                       for row, row_part in m.rows if row_part == part)
+ABLATION_ROWS = {row for row, _ in ABLATION_PAIRS}
 # (row, row it should beat): the questions the comparison answers, each judged against the seeds' spread
 SPREAD_CHECKS = (*IMPROVEMENTS, ("LLMD4Rec_C", "KD LLM->CRM"), ("LLMD4Rec_C", "DLLM2Rec"), ("LLMD4Rec_C", "LEADER"),
-                 ("LLMD4Rec_L", "KD CRM->LLM"))
+                 ("LLMD4Rec_L", "KD CRM->LLM"), *((full, row) for row, full in ABLATION_PAIRS))
+CHANGES = (*IMPROVEMENTS, *ABLATION_PAIRS)  # (row, base): the table gives the row's change against its base
+CHANGE_BASES = tuple(dict.fromkeys(base for _, base in CHANGES))
 
 
 def against_spread(row, base, metric):
@@ -375,12 +383,12 @@ class Comparison:
                 row["latency_ms_per_user"] = statistics.mean(latencies) if latencies else None
                 rows.append(row)
         by_name = {row["method"]: row for row in rows}
-        for improved, base in IMPROVEMENTS:
-            if improved in by_name and base in by_name:
+        for changed, base in CHANGES:
+            if changed in by_name and base in by_name:
                 for metric in metrics:
                     base_value = by_name[base][metric]
-                    by_name[improved][f"{metric} vs {base}"] = (
-                        100 * (by_name[improved][metric] - base_value) / base_value if base_value else None)
+                    by_name[changed][f"{metric} vs {base}"] = (
+                        100 * (by_name[changed][metric] - base_value) / base_value if base_value else None)
         return rows
 
     def write_tables(self):
@@ -389,7 +397,7 @@ class Comparison:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         metrics = self.metrics
         columns = ["method", "seeds", *[c for m in metrics for c in (m, f"{m} sd")], "train_s",
-                   "latency_ms_per_user", *[f"{m} vs {base}" for _, base in IMPROVEMENTS for m in metrics]]
+                   "latency_ms_per_user", *[f"{m} vs {base}" for base in CHANGE_BASES for m in metrics]]
         with replacing(stem.with_suffix(".csv")) as temporary, open(temporary, "w", newline="",
                                                                     encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
@@ -406,25 +414,20 @@ class Comparison:
         lines = [f"Data set {self.dataset}; seeds {', '.join(map(str, self.seeds))}; "
                  f"overrides: {' '.join(self.overrides) or 'none'}; torch threads per run: {', '.join(threads)}. "
                  "Mean +- sample sd over the finished seeds (no sd for one seed).",
-                 "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for row in rows:
-            cells = [row["method"], str(row["seeds"])]
-            for metric in metrics:
-                cell = f"{row[metric]:.4f}"
-                if row["seeds"] > 1:  # one seed has no spread to show
-                    cell += f" +- {row[f'{metric} sd']:.4f}"
-                for _, base in IMPROVEMENTS:
-                    change = row.get(f"{metric} vs {base}")
-                    if change is not None:
-                        cell += f" ({change:+.1f}% vs {base})"
-                cells.append(cell)
-            cells.append(f"{row['train_s']:.0f}")
-            latency = row["latency_ms_per_user"]
-            cells.append("" if latency is None else f"{latency:.2f}")
-            lines.append("| " + " | ".join(cells) + " |")
+                 "", *table_lines(header, [r for r in rows if r["method"] not in ABLATION_ROWS], metrics)]
         lines += ["", "train s: this row's own training (the distillation rows start from the same seed's "
-                      "SASRec and, for the LLM -> CRM ones, E4SRec, whose times are their own rows'; the "
-                      "w/o loop rows are round 1 of the LLMD4Rec run, and their time that round's)."]
+                      "SASRec and, for the LLM -> CRM ones, E4SRec, whose times are their own rows')."]
+        by_name = {row["method"]: row for row in rows}
+        ablation = [by_name[name] for full in FULL_ROW.values()
+                    for name in (full, *(row for row, base in ABLATION_PAIRS if base == full)) if name in by_name]
+        if any(row["method"] in ABLATION_ROWS for row in ablation):
+            # the full rows stand unannotated here: their change against the backbones is above
+            ablation = [{key: value for key, value in row.items() if " vs " not in key}
+                        if row["method"] in FULL_ROW.values() else row for row in ablation]
+            lines += ["", "Ablation (the paper's Fig. 3): each variant against the full LLMD4Rec of the same "
+                          "seeds. w/o w: no sample weights; w/o eu: no embedding update; w/o loop: one round, "
+                          "read from round 1 of the LLMD4Rec run, its train s that round's.",
+                      "", *table_lines(header, ablation, metrics)]
         lines += self.spread_lines(rows, metrics)
         return "\n".join(lines) + "\n"
 
@@ -452,6 +455,28 @@ class Comparison:
             lines = ["", "Against the seed spread (difference of the means beyond the larger of the two sample "
                          "sds):", *lines]
         return lines
+
+
+def table_lines(header, rows, metrics):
+    """A Markdown table of ``rows`` (from :meth:`Comparison.table_rows`): mean +- sd per metric,
+    with the row's change against its base where the row has one."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["method"], str(row["seeds"])]
+        for metric in metrics:
+            cell = f"{row[metric]:.4f}"
+            if row["seeds"] > 1:  # one seed has no spread to show
+                cell += f" +- {row[f'{metric} sd']:.4f}"
+            for base in CHANGE_BASES:
+                change = row.get(f"{metric} vs {base}")
+                if change is not None:
+                    cell += f" ({change:+.1f}% vs {base})"
+            cells.append(cell)
+        cells.append(f"{row['train_s']:.0f}")
+        latency = row["latency_ms_per_user"]
+        cells.append("" if latency is None else f"{latency:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def seeds_label(count):

@@ -107,6 +107,34 @@ def test_table_means_spreads_and_improvements_on_hand_made_records(tmp_path):
     assert rows["LLMD4Rec_L"]["ndcg@10 sd"] == 0.0
 
 
+def test_the_ablation_rows_get_their_own_table_against_the_full_run(tmp_path):
+    comparison = Comparison("toy", [], [], 2, select_methods("SASRec,LLMD4Rec,LLMD4Rec_no_sample_weight", False),
+                            tmp_path)
+    metrics = ("hit@10", "ndcg@10")
+    values = {"SASRec": (0.10, 0.12), "LLMD4Rec_C": (0.20, 0.22), "LLMD4Rec_L": (0.30, 0.32),
+              "LLMD4Rec_C w/o w": (0.15, 0.17), "LLMD4Rec_L w/o w": (0.36, 0.38)}
+    made = {"SASRec": ["SASRec"], "LLMD4Rec": ["LLMD4Rec_C", "LLMD4Rec_L"],
+            "LLMD4Rec_no_sample_weight": ["LLMD4Rec_C w/o w", "LLMD4Rec_L w/o w"]}
+    for seed_index, seed in enumerate(comparison.seeds):
+        for method, rows in made.items():
+            comparison.records[(method, seed)] = {
+                "rows": {row: {m: values[row][seed_index] for m in metrics} for row in rows},
+                "train_seconds": {row: 1.0 for row in rows}, "latency_ms": {}}
+    rows = {row["method"]: row for row in comparison.table_rows()}
+    assert rows["LLMD4Rec_C w/o w"]["ndcg@10 vs LLMD4Rec_C"] == pytest.approx(100 * (0.16 - 0.21) / 0.21)
+    assert rows["LLMD4Rec_L w/o w"]["ndcg@10 vs LLMD4Rec_L"] == pytest.approx(100 * (0.37 - 0.31) / 0.31)
+    main, ablation = comparison.markdown(list(rows.values()), list(metrics)).split("Ablation (")
+    assert "w/o w" not in main.split("train s:")[0]  # the main table holds no ablation row
+    lines = [line for line in ablation.splitlines() if line.startswith("| LLMD4Rec")]
+    assert [line.split(" | ")[0] for line in lines] == [
+        "| LLMD4Rec_C", "| LLMD4Rec_C w/o w", "| LLMD4Rec_L", "| LLMD4Rec_L w/o w"]
+    assert "(-23.8% vs LLMD4Rec_C)" in lines[1] and "(+19.4% vs LLMD4Rec_L)" in lines[3]
+    assert "% vs SASRec" not in lines[0]  # the full row's own change stands in the main table
+    # the full run should beat each variant: 0.05 apart with sds of 0.0141 on both sides
+    assert "- LLMD4Rec_C vs LLMD4Rec_C w/o w: higher on HR@10, NDCG@10" in ablation
+    assert "- LLMD4Rec_L vs LLMD4Rec_L w/o w: lower on HR@10, NDCG@10" in ablation
+
+
 def test_the_spread_judgement_on_hand_made_rows():
     def row(method, seeds, mean, sd):
         return {"method": method, "seeds": seeds, "ndcg@10": mean, "ndcg@10 sd": sd, "hit@10": mean, "hit@10 sd": sd}
