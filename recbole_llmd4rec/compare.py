@@ -414,20 +414,19 @@ class Comparison:
         lines = [f"Data set {self.dataset}; seeds {', '.join(map(str, self.seeds))}; "
                  f"overrides: {' '.join(self.overrides) or 'none'}; torch threads per run: {', '.join(threads)}. "
                  "Mean +- sample sd over the finished seeds (no sd for one seed).",
-                 "", *table_lines(header, [r for r in rows if r["method"] not in ABLATION_ROWS], metrics)]
+                 "", *table_lines(header, [r for r in rows if r["method"] not in ABLATION_ROWS], metrics,
+                                  [base for _, base in IMPROVEMENTS])]
         lines += ["", "train s: this row's own training (the distillation rows start from the same seed's "
                       "SASRec and, for the LLM -> CRM ones, E4SRec, whose times are their own rows')."]
         by_name = {row["method"]: row for row in rows}
         ablation = [by_name[name] for full in FULL_ROW.values()
                     for name in (full, *(row for row, base in ABLATION_PAIRS if base == full)) if name in by_name]
         if any(row["method"] in ABLATION_ROWS for row in ablation):
-            # the full rows stand unannotated here: their change against the backbones is above
-            ablation = [{key: value for key, value in row.items() if " vs " not in key}
-                        if row["method"] in FULL_ROW.values() else row for row in ablation]
+            # only the change against the full run: the full rows' change against the backbones is above
             lines += ["", "Ablation (the paper's Fig. 3): each variant against the full LLMD4Rec of the same "
                           "seeds. w/o w: no sample weights; w/o eu: no embedding update; w/o loop: one round, "
                           "read from round 1 of the LLMD4Rec run, its train s that round's.",
-                      "", *table_lines(header, ablation, metrics)]
+                      "", *table_lines(header, ablation, metrics, FULL_ROW.values())]
         lines += self.spread_lines(rows, metrics)
         return "\n".join(lines) + "\n"
 
@@ -457,9 +456,9 @@ class Comparison:
         return lines
 
 
-def table_lines(header, rows, metrics):
+def table_lines(header, rows, metrics, bases):
     """A Markdown table of ``rows`` (from :meth:`Comparison.table_rows`): mean +- sd per metric,
-    with the row's change against its base where the row has one."""
+    with the row's change against whichever of ``bases`` it has one against."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["method"], str(row["seeds"])]
@@ -467,7 +466,7 @@ def table_lines(header, rows, metrics):
             cell = f"{row[metric]:.4f}"
             if row["seeds"] > 1:  # one seed has no spread to show
                 cell += f" +- {row[f'{metric} sd']:.4f}"
-            for base in CHANGE_BASES:
+            for base in bases:
                 change = row.get(f"{metric} vs {base}")
                 if change is not None:
                     cell += f" ({change:+.1f}% vs {base})"
