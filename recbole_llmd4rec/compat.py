@@ -20,6 +20,10 @@ The module must be imported before anything from ``recbole`` (the package
    NaN and costs ~40% of a SASRec step; switching it back off changes no result.
 4. recbole 1.2.1 restores ``np.float``, ``np.int``, ... only when a ``Config`` is built;
    its evaluator needs them also after ``load_data_and_model``, which builds none.
+5. Deprecation warnings one library raises about another, which a user can do nothing about,
+   are silenced by their exact message: recbole 1.2.1's trainer builds
+   ``torch.cuda.amp.GradScaler`` (deprecated since torch 2.4) on every epoch, and peft 0.21
+   reads ``is_gradient_checkpointing`` (deprecated in transformers 5) when wrapping a model.
 """
 
 import functools
@@ -206,11 +210,19 @@ def _recbole_numpy_aliases():
     Config.compatibility_settings(None)
 
 
+_FOREIGN_DEPRECATIONS = (  # regexes matched at the start of the message (see 5. above)
+    r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated",
+    r"`is_gradient_checkpointing` is deprecated",
+)
+
+
 def apply():
     _restore_numpy_aliases()
     _recbole_numpy_aliases()
     # ray 2.6.3 imports pkg_resources, which warns on every import since setuptools 67.
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    for message in _FOREIGN_DEPRECATIONS:
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
     _allow_recbole_checkpoint_globals()
     _switch_off_anomaly_detection()
 

@@ -1,7 +1,9 @@
-"""The recbole 1.2.1 shims: numpy aliases, allow-list checkpoint loading, anomaly mode."""
+"""The recbole 1.2.1 shims: numpy aliases, allow-list checkpoint loading, anomaly mode, warnings."""
 
 import io
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import torch
 
 import recbole_llmd4rec  # noqa: F401  (applies the shims)
 from recbole_llmd4rec.compat import CheckpointUnpickler
+from conftest import REPO
 
 
 class _RunsShell:
@@ -68,3 +71,23 @@ def test_checkpoint_unpickler_names_model_classes_without_building_them():
 
     data = pickle.dumps({"model_class": SASRec}, protocol=4)
     assert CheckpointUnpickler(io.BytesIO(data)).load()["model_class"] is SASRec
+
+
+def test_foreign_deprecation_warnings_stay_out_of_the_log():
+    # A fresh interpreter: this one has already shown (and so would not repeat) each warning.
+    code = "\n".join([
+        "import recbole_llmd4rec",
+        "import torch.cuda.amp as amp",
+        "from peft import LoraConfig, get_peft_model",
+        "from transformers import Qwen2Config, Qwen2ForCausalLM",
+        "amp.GradScaler(enabled=False)",  # what recbole 1.2.1's Trainer does every epoch
+        "lm = Qwen2ForCausalLM(Qwen2Config(vocab_size=32, hidden_size=16, intermediate_size=32,",
+        "    num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1))",
+        "get_peft_model(lm, LoraConfig(r=2, target_modules=['q_proj']))",
+        "import warnings; warnings.warn('a warning of our own still shows', FutureWarning)",
+    ])
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    completed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                               timeout=300, check=True)
+    assert "a warning of our own still shows" in completed.stderr
+    assert "deprecated" not in completed.stderr
