@@ -22,8 +22,11 @@ The module must be imported before anything from ``recbole`` (the package
    its evaluator needs them also after ``load_data_and_model``, which builds none.
 5. Deprecation warnings one library raises about another, which a user can do nothing about,
    are silenced by their exact message: recbole 1.2.1's trainer builds
-   ``torch.cuda.amp.GradScaler`` (deprecated since torch 2.4) on every epoch, and peft 0.21
-   reads ``is_gradient_checkpointing`` (deprecated in transformers 5) when wrapping a model.
+   ``torch.cuda.amp.GradScaler`` (deprecated since torch 2.4) on every epoch, peft 0.21
+   reads ``is_gradient_checkpointing`` (deprecated in transformers 5) when wrapping a model,
+   and recbole 1.2.1's ``Dataset`` fills missing values with chained
+   ``df[col].fillna(..., inplace=True)``, which pandas 2.2+ flags because it stops working
+   in pandas 3; under the ``pandas<3`` that setup.py pins it still fills.
 """
 
 import functools
@@ -213,6 +216,7 @@ def _recbole_numpy_aliases():
 _FOREIGN_DEPRECATIONS = (  # regexes matched at the start of the message (see 5. above)
     r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated",
     r"`is_gradient_checkpointing` is deprecated",
+    r"A value is trying to be set on a copy of a DataFrame or Series through chained assignment",
 )
 
 
