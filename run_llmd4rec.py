@@ -17,7 +17,9 @@ MAIN_JOB_CONFIG = "main_job.yaml"  # in properties/: the main job's CPU-sized bu
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # No abbreviations: ``--seed=2021`` is RecBole's seed key, not a shortened ``--seeds``.
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--model", "-m", default=None, help=f"model name (default {MAIN_JOB_MODEL})")
     parser.add_argument("--dataset", "-d", default=None, help=f"data set name (default {MAIN_JOB_DATASET})")
     parser.add_argument("--config_files", default=None, help="space-separated yaml files, later ones win")

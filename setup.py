@@ -14,7 +14,7 @@ setup(
     description="LLMD4Rec: bidirectional distillation between SASRec and an LLM recommender, as a RecBole plugin",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     packages=[
         "recbole_llmd4rec",
         "recbole_llmd4rec.data",

@@ -95,3 +95,11 @@ def test_run_script_bad_input_is_one_error_line(workdir, args, message):
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines() == [completed.stderr.strip()]
     assert completed.stderr.startswith("error: ") and message in completed.stderr
+
+
+def test_a_config_key_that_starts_like_a_script_option_reaches_the_config():
+    import run_llmd4rec as run_script_module
+
+    args, overrides = run_script_module.parse_args(["--compare", "--seed=2021", "--method=x"])
+    assert args.seeds == 3 and args.methods is None
+    assert overrides == ["--seed=2021", "--method=x"]
