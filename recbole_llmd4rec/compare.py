@@ -97,7 +97,7 @@ def _ablation_rows(label):
 
 
 ONE_WAY = {"mutual_rounds": 1}
-# S3Rec's pre-training has no early stopping; RecBole's 500 epochs (one ml-100k epoch ~7 min here)
+# S3Rec's pre-training has no early stopping; RecBole's 500 epochs (one Beauty epoch took 26 min here)
 # would take days per seed on a 2-core CPU. The comparison pre-trains for this many.
 S3REC_PRETRAIN_EPOCHS = 10
 METHODS = [  # in run order; a method's bases come before it

@@ -17,7 +17,7 @@ The module must be imported before anything from ``recbole`` (the package
    understands the pickle protocol 4 RecBole saves with.
 3. recbole 1.2.1 switches on autograd anomaly detection for the whole process at import
    time (``recbole/model/sequential_recommender/sine.py``). It checks every gradient for
-   NaN and costs ~40% of a SASRec step; switching it back off changes no result.
+   NaN, which slows every training step; switching it back off changes no result.
 4. recbole 1.2.1 restores ``np.float``, ``np.int``, ... only when a ``Config`` is built;
    its evaluator needs them also after ``load_data_and_model``, which builds none.
 5. Deprecation warnings one library raises about another, which a user can do nothing about,
