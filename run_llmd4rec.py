@@ -3,7 +3,7 @@
     python run_llmd4rec.py                                  # the main job on ml-100k
     python run_llmd4rec.py --model=GRU4Rec --dataset=ml-100k --epochs=1
     python run_llmd4rec.py -m SASRec -d beauty --data_path=dataset/ --config_files="a.yaml b.yaml"
-    python run_llmd4rec.py --compare -d beauty --data_path=dataset/ --seeds=3 [--ablation]
+    python run_llmd4rec.py --compare -d beauty --data_path=dataset/ --seeds=3 [--ablation] [--status]
 
 Any ``--key=value`` overrides a config key. Bad input ends in one ``error:`` line, exit 2.
 """
@@ -14,6 +14,7 @@ import sys
 MAIN_JOB_MODEL = "LLMD4Rec"
 MAIN_JOB_DATASET = "ml-100k"
 MAIN_JOB_CONFIG = "main_job.yaml"  # in properties/: the main job's CPU-sized budget
+COMPARE_OPTIONS = ("seeds", "methods", "ablation", "status")  # options that only --compare reads
 
 
 def parse_args(argv):
@@ -25,14 +26,20 @@ def parse_args(argv):
     parser.add_argument("--config_files", default=None, help="space-separated yaml files, later ones win")
     parser.add_argument("--compare", action="store_true",
                         help="train and test every method side by side (recbole_llmd4rec/compare.py)")
-    parser.add_argument("--seeds", type=int, default=3, help="--compare: seeds per method")
+    parser.add_argument("--seeds", type=int, default=None, help="--compare: seeds per method (default 3)")
     parser.add_argument("--methods", default=None, help="--compare: comma-separated methods (default: all)")
     parser.add_argument("--ablation", action="store_true", help="--compare: add the LLMD4Rec ablations")
+    parser.add_argument("--status", action="store_true",
+                        help="--compare: say which runs are finished, started or still to train; train nothing")
     return parser.parse_known_args(argv)
 
 
 def main(argv=None):
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    compare_only = [f"--{name}" for name in COMPARE_OPTIONS if getattr(args, name) not in (None, False)]
+    if compare_only and not args.compare:
+        print(f"error: {', '.join(compare_only)} only goes with --compare; add --compare or drop it", file=sys.stderr)
+        return 2
     from recbole_llmd4rec import LLMD4RecError, run_llmd4rec
     from recbole_llmd4rec.config import PROPERTIES_DIR
 
@@ -42,9 +49,10 @@ def main(argv=None):
     model = args.model or MAIN_JOB_MODEL
     dataset = args.dataset or MAIN_JOB_DATASET
     if args.compare:
-        from recbole_llmd4rec.compare import compare
+        from recbole_llmd4rec.compare import DEFAULT_SEEDS, compare
 
-        compare(dataset, config_files, overrides, args.seeds, args.methods, args.ablation)
+        seeds = DEFAULT_SEEDS if args.seeds is None else args.seeds
+        compare(dataset, config_files, overrides, seeds, args.methods, args.ablation, status=args.status)
         return 0
     try:
         run_llmd4rec(model=model, dataset=dataset, config_file_list=config_files, cmd_args=overrides)

@@ -307,6 +307,31 @@ class Comparison:
                 self.write_tables()
         return self.write_tables()
 
+    def status(self):
+        """``(method, seed, state)`` of every run, in run order, training and writing nothing."""
+        lines = []
+        for method in self.methods:
+            for seed in self.seeds:
+                missing = [base for base in method.starts_from if (base, seed) not in self.records]
+                if missing:
+                    lines.append((method.name, seed, f"waits for {', '.join(missing)}"))
+                    continue
+                spec = self.spec(method, seed)
+                record = self._finished(spec)
+                if record is not None:
+                    self.records[(method.name, seed)] = record
+                    state = "finished"
+                elif Path(spec["result_file"]).is_file():
+                    state = "trains again: its result is from other settings"
+                elif method.first_round_of:
+                    state = f"no training: read from round 1 of {method.first_round_of}"
+                elif Path(spec["run_dir"]).is_dir():
+                    state = "started: continues from what it saved"
+                else:
+                    state = "to train"
+                lines.append((method.name, seed, state))
+        return lines
+
     def _check_bases(self):
         """Before anything trains: every method's bases run earlier in the list (or finished)."""
         earlier = set()
@@ -504,12 +529,18 @@ def select_methods(names, ablation):
     return [m for m in ALL_METHODS if m.name in wanted]
 
 
-def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None, ablation=False, out_dir=None):
-    """Run (or resume) the comparison; returns the Markdown table."""
+def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None, ablation=False, out_dir=None,
+            status=False):
+    """Run (or resume) the comparison; returns the Markdown table. With ``status``, print each
+    run's state instead and return those lines."""
     if seeds < 1:
         raise SystemExit(f"error: --seeds must be >= 1, got {seeds}")
     out_dir = out_dir or Path("saved") / f"compare-{dataset}"
     comparison = Comparison(dataset, config_files, overrides, seeds, select_methods(methods, ablation), out_dir)
+    if status:
+        text = "\n".join(f"{name}, seed {seed}: {state}" for name, seed, state in comparison.status())
+        print(f"{text}\n(in {comparison.out_dir}; nothing was trained)")
+        return text
     markdown = comparison.run()
     print(markdown)
     print(f"tables: {comparison.out_dir}/comparison-{dataset}.md and .csv")

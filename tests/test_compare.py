@@ -195,3 +195,31 @@ def test_the_no_embedding_update_ablation_trains_only_round_2_from_the_llmd4rec_
     assert without.spec(method, 2020)["checkpoints"] == {"crm_checkpoint": sasrec["checkpoint"]}
     without.records[("LLMD4Rec", 2020)] = {**full, "checkpoint": None}  # a run that exported no SASRec
     assert without.spec(method, 2020)["checkpoints"] == {"crm_checkpoint": sasrec["checkpoint"]}
+
+
+def test_status_names_each_runs_state_and_trains_nothing(finished, monkeypatch):
+    out, (dataset, files, overrides), _ = finished
+    monkeypatch.setattr(Comparison, "_run_child", lambda self, spec: pytest.fail(f"{spec['method']} launched"))
+    (out / "GRU4Rec" / "seed2020").mkdir(parents=True)  # as a run cut short leaves it
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    methods = select_methods("SASRec,E4SRec,LLMD4Rec,DLLM2Rec,GRU4Rec,LLMD4Rec_no_loop", False)
+    states = {(name, seed): state for name, seed, state in Comparison(dataset, files, overrides, 2, methods,
+                                                                      out).status()}
+    assert states[("SASRec", 2020)] == states[("DLLM2Rec", 2020)] == "finished"
+    assert states[("SASRec", 2021)] == "to train"
+    assert states[("E4SRec", 2021)] == "waits for SASRec"
+    assert states[("DLLM2Rec", 2021)] == "waits for SASRec, E4SRec"
+    assert states[("GRU4Rec", 2020)] == "started: continues from what it saved"
+    assert states[("LLMD4Rec_no_loop", 2020)] == "no training: read from round 1 of LLMD4Rec"
+    changed = Comparison(dataset, files, overrides + ["--learning_rate=0.01"], 1, select_methods("SASRec", False), out)
+    assert changed.status() == [("SASRec", 2020, "trains again: its result is from other settings")]
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    (out / "GRU4Rec" / "seed2020").rmdir()
+
+
+@pytest.mark.parametrize("option", ["--status", "--ablation", "--seeds=2", "--methods=SASRec"])
+def test_a_compare_option_without_compare_is_one_error_line(option, capsys):
+    import run_llmd4rec as run_script_module
+
+    assert run_script_module.main([option]) == 2
+    assert capsys.readouterr().err == f"error: {option.split('=')[0]} only goes with --compare; add --compare or drop it\n"

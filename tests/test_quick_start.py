@@ -101,5 +101,5 @@ def test_a_config_key_that_starts_like_a_script_option_reaches_the_config():
     import run_llmd4rec as run_script_module
 
     args, overrides = run_script_module.parse_args(["--compare", "--seed=2021", "--method=x"])
-    assert args.seeds == 3 and args.methods is None
+    assert args.seeds is None and args.methods is None
     assert overrides == ["--seed=2021", "--method=x"]
