@@ -25,12 +25,16 @@ The module must be imported before anything from ``recbole`` (the package
    ``torch.cuda.amp.GradScaler`` (deprecated since torch 2.4) on every epoch, peft 0.21
    reads ``is_gradient_checkpointing`` (deprecated in transformers 5) when wrapping a model,
    and recbole 1.2.1's ``Dataset`` fills missing values with chained
-   ``df[col].fillna(..., inplace=True)``, which pandas 2.2+ flags because it stops working
-   in pandas 3; under the ``pandas<3`` that setup.py pins it still fills.
+   ``df[col].fillna(..., inplace=True)`` and measures token sequences with
+   ``Series.agg(len)``, which pandas 2.2+ flags because they stop working in pandas 3; under
+   the ``pandas<3`` that setup.py pins both still do what RecBole means.
+6. transformers 5.24 renamed the decoder models' ``past_key_values`` argument to ``cache``
+   (the old name warns and goes in 5.40); :func:`cache_keyword` names the one a model takes.
 """
 
 import functools
 import importlib
+import inspect
 import pickle
 import types
 import warnings
@@ -213,10 +217,18 @@ def _recbole_numpy_aliases():
     Config.compatibility_settings(None)
 
 
+def cache_keyword(model):
+    """The keyword ``model.forward`` takes its key/value cache under: ``cache`` from transformers
+    5.24 on, ``past_key_values`` before (see 6. above)."""
+    parameters = inspect.signature(type(model).forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 _FOREIGN_DEPRECATIONS = (  # regexes matched at the start of the message (see 5. above)
     r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated",
     r"`is_gradient_checkpointing` is deprecated",
     r"A value is trying to be set on a copy of a DataFrame or Series through chained assignment",
+    r"using <built-in function len> in Series\.agg cannot aggregate",
 )
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import recbole_llmd4rec  # noqa: F401  (applies the shims)
-from recbole_llmd4rec.compat import CheckpointUnpickler
+from recbole_llmd4rec.compat import CheckpointUnpickler, cache_keyword
 from conftest import REPO
 
 
@@ -88,6 +88,7 @@ def test_foreign_deprecation_warnings_stay_out_of_the_log():
         "frame = pd.DataFrame({'a': [1.0, np.nan]})",
         "frame['a'].fillna(value=0.0, inplace=True)",  # as recbole 1.2.1's Dataset does
         "assert frame['a'].tolist() == [1.0, 0.0]",  # still filled under pandas < 3
+        "assert pd.Series([[1, 2], [3]]).agg(len).tolist() == [2, 1]",  # as recbole's _remap does
         "import warnings; warnings.warn('a warning of our own still shows', FutureWarning)",
     ])
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -95,3 +96,16 @@ def test_foreign_deprecation_warnings_stay_out_of_the_log():
                                timeout=300, check=True)
     assert "a warning of our own still shows" in completed.stderr
     assert "deprecated" not in completed.stderr and "chained assignment" not in completed.stderr
+    assert completed.stderr.count("Warning:") == 1  # ours, and nothing else
+
+
+def test_cache_keyword_follows_the_models_signature():
+    class Before524:  # transformers < 5.24
+        def forward(self, inputs_embeds=None, past_key_values=None, use_cache=None):
+            pass
+
+    class From524:
+        def forward(self, inputs_embeds=None, cache=None, use_cache=None, **kwargs):
+            pass
+
+    assert cache_keyword(Before524()) == "past_key_values" and cache_keyword(From524()) == "cache"

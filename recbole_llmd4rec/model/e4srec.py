@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import DynamicCache
 
+from recbole_llmd4rec.compat import cache_keyword
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
 from recbole_llmd4rec.llm import load_backbone, resolve_attention, resolve_dtype
@@ -67,6 +68,7 @@ class E4SRec(SequentialRecommender):
             config["llm_gguf_file"], resolve_attention(config["llm_attention"], config["device"]),
         )
         backbone.requires_grad_(False)
+        self.cache_keyword = cache_keyword(backbone)
         lora = LoraConfig(
             task_type=TaskType.FEATURE_EXTRACTION,
             r=config["lora_r"],
@@ -163,7 +165,7 @@ class E4SRec(SequentialRecommender):
         instruction = self.backbone.get_input_embeddings()(self.instruction_ids).unsqueeze(0)
         cache = DynamicCache(config=self.backbone.config)
         positions = torch.arange(instruction.size(1), device=instruction.device).unsqueeze(0)
-        self.backbone(inputs_embeds=instruction, position_ids=positions, past_key_values=cache, use_cache=True)
+        self.backbone(inputs_embeds=instruction, position_ids=positions, use_cache=True, **{self.cache_keyword: cache})
         return [(layer.keys, layer.values) for layer in cache.layers]
 
     def _user_state_after_prompt(self, prompt_key_values, item_seq, item_seq_len):
@@ -175,8 +177,9 @@ class E4SRec(SequentialRecommender):
         position_ids = n_prompt + (sequence_mask.cumsum(dim=1) - 1).clamp(min=0)
         shared = [(keys.expand(batch_size, -1, -1, -1), values.expand(batch_size, -1, -1, -1))
                   for keys, values in prompt_key_values]
+        cache = DynamicCache(shared, config=self.backbone.config)
         output = self.backbone(inputs_embeds=embeddings, attention_mask=attention_mask, position_ids=position_ids,
-                               past_key_values=DynamicCache(shared, config=self.backbone.config), use_cache=True)
+                               use_cache=True, **{self.cache_keyword: cache})
         return output.last_hidden_state[:, -1].float()
 
     def item_logits(self, interaction):
