@@ -145,5 +145,27 @@ def test_teacher_item_inputs_add_the_projected_teacher_embedding_and_keep_the_sc
     teacher = torch.arange(10, dtype=torch.float32).view(5, 2)
     inputs.teacher_embedding.copy_(teacher)
     inputs.teacher_embedding_set.fill_(True)
-    expected = table(ids) + 0.5 * inputs.projection(teacher[ids])
+    # The projection starts at zero: the student starts as the SASRec it was given ...
+    assert torch.equal(inputs(ids), table(ids))
+    # ... and learns: the projection's gradient is not zero there.
+    inputs(ids).sum().backward()
+    assert inputs.projection.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        inputs.projection.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+        inputs.projection.bias.copy_(torch.tensor([0.0, 0.0, -1.0]))
+    # item 1: T = (2, 3) -> (2, 3, 4); item 4: T = (8, 9) -> (8, 9, 16); times the share 0.5
+    expected = table(ids) + torch.tensor([[[1.0, 1.5, 2.0], [4.0, 4.5, 8.0]]])
     assert torch.allclose(inputs(ids), expected)
+
+
+@pytest.mark.parametrize("distiller", ["dllm2rec", "leader"])
+def test_a_baseline_distillers_parts_leave_the_starting_scores_unchanged(tiny_batch, distiller):
+    # An LLM -> CRM phase starts from (and early stopping may keep) the SASRec it was given.
+    config, dataset, batch = tiny_batch
+    _, sasrecd = _models(config, dataset)
+    sasrecd.eval()
+    with torch.no_grad():
+        before = sasrecd.full_sort_predict(batch)
+        sasrecd.add_distiller_parts(distiller, teacher_width=7)
+        sasrecd.set_teacher_item_embeddings(torch.randn(dataset.item_num, 7))
+        assert torch.equal(sasrecd.full_sort_predict(batch), before)

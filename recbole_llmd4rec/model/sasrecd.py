@@ -98,6 +98,9 @@ class ItemEmbeddingWithTeacher(nn.Embedding):
     Looked up (the history's inputs), item i is ``E_i + w * Linear(T_i)`` with ``T`` the
     teacher's item embeddings (frozen, set by the trainer); ``weight`` stays the ID table
     ``E`` that scores items, as in SASRec. Until ``T`` is set the lookup is ``E_i``.
+    The projection starts at zero: the student starts exactly as the SASRec it was given (the
+    phase's starting point, which early stopping may keep), and the teacher's part grows by
+    learning (its gradient, ``dL/d(out) * T``, is not zero at zero weights).
     """
 
     def __init__(self, item_embedding, teacher_width, share):
@@ -106,6 +109,8 @@ class ItemEmbeddingWithTeacher(nn.Embedding):
         self.weight = item_embedding.weight  # the same parameter, under the same name
         self.share = share
         self.projection = nn.Linear(teacher_width, item_embedding.embedding_dim)
+        nn.init.zeros_(self.projection.weight)
+        nn.init.zeros_(self.projection.bias)
         self.register_buffer("teacher_embedding", torch.zeros(item_embedding.num_embeddings, teacher_width))
         self.register_buffer("teacher_embedding_set", torch.tensor(False))
 
