@@ -1,5 +1,7 @@
 """SASRecD: SASRec without a teacher, SASRec plus Eq. 9 with one."""
 
+import math
+
 import pytest
 import torch
 from recbole.model.sequential_recommender.sasrec import SASRec
@@ -169,3 +171,27 @@ def test_a_baseline_distillers_parts_leave_the_starting_scores_unchanged(tiny_ba
         sasrecd.add_distiller_parts(distiller, teacher_width=7)
         sasrecd.set_teacher_item_embeddings(torch.randn(dataset.item_num, 7))
         assert torch.equal(sasrecd.full_sort_predict(batch), before)
+
+
+def test_the_ranking_distillation_of_a_batch_on_hand_made_scores():
+    # Items 0 (padding) .. 4; history [1, 2] and target 3 leave item 4 as the only negative.
+    from types import SimpleNamespace
+
+    student = SimpleNamespace(dllm2rec_topk=2, dllm2rec_shares=[0.3, 0.5, 0.1], n_items=5,
+                              ITEM_SEQ="item_id_list", POS_ITEM_ID="item_id")
+    logits = torch.tensor([[9.0, 0.5, 0.1, 2.0, -1.0]])  # the padding column's 9 must be ignored
+    interaction = {"item_id_list": torch.tensor([[1, 2]]), "item_id": torch.tensor([3])}
+    teacher = SimpleNamespace(candidates=torch.tensor([[3, 1]]), scores=torch.tensor([[2.0, 1.0]]))
+    loss = SASRecD._ranking_loss(student, logits, interaction, teacher)
+    # Both candidates are in the student's top 2 ({3, 1}), so each weight is
+    # 0.3 * e^-r / (e^-1 + e^-2) + 0.5 * softmax(2, 1) + 0.1, over their sum (1.0 here).
+    position = confidence = torch.tensor([1.0, math.exp(-1.0)]) / (1.0 + math.exp(-1.0))
+    weights = 0.3 * position + 0.5 * confidence + 0.1
+    weights = weights / weights.sum()
+
+    def minus_log_sigmoid(x):
+        return math.log1p(math.exp(-x))
+
+    negative = minus_log_sigmoid(1.0)  # -log sigmoid(-s_4), s_4 = -1
+    expected = weights[0] * (minus_log_sigmoid(2.0) + negative) + weights[1] * (minus_log_sigmoid(0.5) + negative)
+    assert loss.shape == (1,) and loss.item() == pytest.approx(expected.item(), rel=1e-6)
