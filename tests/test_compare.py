@@ -1,6 +1,7 @@
 """The side-by-side comparison: runs, reuse of finished runs, the tables' arithmetic."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -197,8 +198,11 @@ def test_the_no_embedding_update_ablation_trains_only_round_2_from_the_llmd4rec_
     assert without.spec(method, 2020)["checkpoints"] == {"crm_checkpoint": sasrec["checkpoint"]}
 
 
-def test_status_names_each_runs_state_and_trains_nothing(finished, monkeypatch):
-    out, (dataset, files, overrides), _ = finished
+def test_status_names_each_runs_state_and_trains_nothing(finished, monkeypatch, tmp_path):
+    finished_out, (dataset, files, overrides), _ = finished
+    # A copy of the finished runs' records, without what other tests of this module added
+    out = tmp_path / "compare"
+    shutil.copytree(finished_out, out, ignore=shutil.ignore_patterns("*.pth", "llm_cache", "LLMD4Rec_no_*"))
     monkeypatch.setattr(Comparison, "_run_child", lambda self, spec: pytest.fail(f"{spec['method']} launched"))
     (out / "GRU4Rec" / "seed2020").mkdir(parents=True)  # as a run cut short leaves it
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
@@ -214,7 +218,6 @@ def test_status_names_each_runs_state_and_trains_nothing(finished, monkeypatch):
     changed = Comparison(dataset, files, overrides + ["--learning_rate=0.01"], 1, select_methods("SASRec", False), out)
     assert changed.status() == [("SASRec", 2020, "trains again: its result is from other settings")]
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
-    (out / "GRU4Rec" / "seed2020").rmdir()
 
 
 @pytest.mark.parametrize("option", ["--status", "--ablation", "--seeds=2", "--methods=SASRec"])
