@@ -173,10 +173,18 @@ def test_a_baseline_distillers_parts_leave_the_starting_scores_unchanged(tiny_ba
         assert torch.equal(sasrecd.full_sort_predict(batch), before)
 
 
-def test_the_ranking_distillation_of_a_batch_on_hand_made_scores():
-    # Items 0 (padding) .. 4; history [1, 2] and target 3 leave item 4 as the only negative.
+def test_the_ranking_distillation_of_a_batch_on_hand_made_scores(monkeypatch):
+    # Items 0 (padding) .. 4; history [1, 2] and target 3; the sampled negative is item 4
+    # (sample_negatives has its own test; here it is fixed to keep the values hand-made).
     from types import SimpleNamespace
 
+    sampled = []
+
+    def negative_4(item_seq, target, n_items):
+        sampled.append((item_seq.tolist(), target.tolist(), n_items))
+        return torch.tensor([4])
+
+    monkeypatch.setattr("recbole_llmd4rec.model.sasrecd.sample_negatives", negative_4)
     student = SimpleNamespace(dllm2rec_topk=2, dllm2rec_shares=[0.3, 0.5, 0.1], n_items=5,
                               ITEM_SEQ="item_id_list", POS_ITEM_ID="item_id")
     logits = torch.tensor([[9.0, 0.5, 0.1, 2.0, -1.0]])  # the padding column's 9 must be ignored
@@ -195,3 +203,4 @@ def test_the_ranking_distillation_of_a_batch_on_hand_made_scores():
     negative = minus_log_sigmoid(1.0)  # -log sigmoid(-s_4), s_4 = -1
     expected = weights[0] * (minus_log_sigmoid(2.0) + negative) + weights[1] * (minus_log_sigmoid(0.5) + negative)
     assert loss.shape == (1,) and loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert sampled == [([[1, 2]], [3], 5)]

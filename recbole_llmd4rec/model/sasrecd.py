@@ -82,7 +82,11 @@ def distillation_terms(student_logits, teacher, target, temperature, use_sample_
 
 
 def sample_negatives(item_seq, target, n_items):
-    """One item per sequence, uniform over the real items outside its history and target."""
+    """One item per sequence, uniform over the real items outside its history and target.
+
+    A clash is redrawn at most ``NEGATIVE_RESAMPLING_ROUNDS`` times, so on a toy catalogue whose
+    history covers most items one may remain; with thousands of items and 50-item histories
+    the chance is negligible."""
     negatives = torch.randint(PADDING_ITEM + 1, n_items, target.shape, device=target.device)
     for _ in range(NEGATIVE_RESAMPLING_ROUNDS):
         clash = (item_seq == negatives.unsqueeze(1)).any(dim=1) | (negatives == target)
