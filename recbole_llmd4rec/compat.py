@@ -21,7 +21,8 @@ The module must be imported before anything from ``recbole`` (the package
 4. recbole 1.2.1 restores ``np.float``, ``np.int``, ... only when a ``Config`` is built;
    its evaluator needs them also after ``load_data_and_model``, which builds none.
 5. Deprecation warnings one library raises about another, which a user can do nothing about,
-   are silenced by their exact message: recbole 1.2.1's trainer builds
+   are silenced by their exact message: ray 2.6.3 (imported by recbole) imports
+   ``pkg_resources``, which warns on every import since setuptools 67; recbole 1.2.1's trainer builds
    ``torch.cuda.amp.GradScaler`` (deprecated since torch 2.4) on every epoch, peft 0.21
    reads ``is_gradient_checkpointing`` (deprecated in transformers 5) when wrapping a model,
    and recbole 1.2.1's ``Dataset`` fills missing values with chained
@@ -224,21 +225,20 @@ def cache_keyword(model):
     return "cache" if "cache" in parameters else "past_key_values"
 
 
-_FOREIGN_DEPRECATIONS = (  # regexes matched at the start of the message (see 5. above)
-    r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated",
-    r"`is_gradient_checkpointing` is deprecated",
-    r"A value is trying to be set on a copy of a DataFrame or Series through chained assignment",
-    r"using <built-in function len> in Series\.agg cannot aggregate",
+_FOREIGN_DEPRECATIONS = (  # (regex matched at the start of the message, category): see 5. above
+    ("pkg_resources is deprecated", UserWarning),
+    (r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated", FutureWarning),
+    (r"`is_gradient_checkpointing` is deprecated", FutureWarning),
+    (r"A value is trying to be set on a copy of a DataFrame or Series through chained assignment", FutureWarning),
+    (r"using <built-in function len> in Series\.agg cannot aggregate", FutureWarning),
 )
 
 
 def apply():
     _restore_numpy_aliases()
     _recbole_numpy_aliases()
-    # ray 2.6.3 imports pkg_resources, which warns on every import since setuptools 67.
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-    for message in _FOREIGN_DEPRECATIONS:
-        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+    for message, category in _FOREIGN_DEPRECATIONS:
+        warnings.filterwarnings("ignore", message=message, category=category)
     _allow_recbole_checkpoint_globals()
     _switch_off_anomaly_detection()
 
