@@ -127,3 +127,27 @@ def test_require_int_refuses_what_is_not_an_int_at_or_above_the_minimum(value):
     with pytest.raises(ConfigError, match=r"micro_batch_size must be an int >= 1, got"):
         require_int({"micro_batch_size": value}, "micro_batch_size", 1)
     assert require_int({"length_groups": 0}, "length_groups", 0) == 0
+
+
+TYPE_NAMES = {"bool": bool, "int": int, "float": float, "str": str, "list": list, "dict": dict, "None": type(None)}
+
+
+def test_every_shipped_default_has_the_type_its_comment_names():
+    """`key: value  # (type) meaning`: the comment is what users read, the value is what the
+    type check compares their overrides with (an int default refuses 0.5)."""
+    import re
+
+    from recbole_llmd4rec.config import PROPERTIES_DIR
+
+    checked = 0
+    for path in PROPERTIES_DIR.rglob("*.yaml"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            match = re.match(r"\s*(\w+):\s*(.*?)\s*# \(([\w ]+)\)", line)
+            if not match:
+                continue
+            key, text, named = match.groups()
+            allowed = tuple(TYPE_NAMES[name] for name in named.split(" or "))
+            value = yaml.safe_load(text) if text else {}  # a bare `key:` opens a dict of sub-keys
+            assert type(value) in allowed, f"{path.name}: {key}: {value!r} is not ({named})"
+            checked += 1
+    assert checked >= 50
