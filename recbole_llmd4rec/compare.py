@@ -151,6 +151,26 @@ def against_spread(row, base, metric):
     return "higher" if difference > 0 else "lower"
 
 
+def yaml_settings(config_files):
+    """What the runs read besides the overrides: the user's and the plugin's yaml files, parsed,
+    so an edited value retrains instead of reusing a stale result, while an edited comment, or
+    the same files in another checkout or install, keeps every finished run."""
+    import yaml
+
+    from recbole_llmd4rec.config import DATASET_CONFIG_DIR, PROPERTIES_DIR
+
+    named = [(f"config file {index + 1}", Path(file)) for index, file in enumerate(config_files)]
+    for root in (PROPERTIES_DIR, DATASET_CONFIG_DIR):
+        named += [(f"{root.name}/{path.relative_to(root).as_posix()}", path) for path in sorted(root.rglob("*.yaml"))]
+    settings = []
+    for name, path in named:
+        try:
+            settings.append((name, yaml.safe_load(path.read_text(encoding="utf-8"))))
+        except (OSError, yaml.YAMLError) as exc:
+            raise SystemExit(f"error: cannot read {path} ({type(exc).__name__}): fix the file or its path") from None
+    return settings
+
+
 def fingerprint(*parts):
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -257,13 +277,7 @@ class Comparison:
         self.methods = methods
         self.out_dir = Path(out_dir).resolve()
         self.records = {}  # (method name, seed) -> result record
-        # What the runs read besides the overrides: the user's and the plugin's yaml files, by
-        # content, so an edited default retrains instead of reusing a stale result.
-        from recbole_llmd4rec.config import DATASET_CONFIG_DIR, PROPERTIES_DIR
-
-        yaml_files = [*map(Path, self.config_files), *sorted(PROPERTIES_DIR.rglob("*.yaml")),
-                      *sorted(DATASET_CONFIG_DIR.glob("*.yaml"))]
-        self.settings_text = [(str(path), path.read_text(encoding="utf-8")) for path in yaml_files]
+        self.settings = yaml_settings(self.config_files)
 
     def spec(self, method, seed):
         from recbole_llmd4rec.trainer import ROUND_STATE_FILE
@@ -281,7 +295,7 @@ class Comparison:
                 key = "crm_checkpoint" if base == "SASRec" else "llm_checkpoint"
                 checkpoints[key] = self.records[(base, seed)]["checkpoint"]
         run_fingerprint = fingerprint(method.name, method.model, method.settings, seed, self.dataset,
-                                      self.settings_text, self.overrides,
+                                      self.settings, self.overrides,
                                       [self.records[(base, seed)]["fingerprint"] for base in method.starts_from])
         return {"method": method.name, "seed": seed, "dataset": self.dataset, "config_files": self.config_files,
                 "overrides": self.overrides, "checkpoints": checkpoints, "fingerprint": run_fingerprint,

@@ -226,3 +226,27 @@ def test_a_compare_option_without_compare_is_one_error_line(option, capsys):
 
     assert run_script_module.main([option]) == 2
     assert capsys.readouterr().err == f"error: {option.split('=')[0]} only goes with --compare; add --compare or drop it\n"
+
+
+def test_the_fingerprint_reads_yaml_values_not_their_text_or_place(tmp_path):
+    """A finished run stays reusable when a config file only gains a comment or moves (another
+    checkout, a fresh machine); a changed value retrains; an unreadable file is one error line."""
+    def sasrec_fingerprint(config_file):
+        comparison = Comparison("toy", [str(config_file)], [], 1, select_methods("SASRec", False), tmp_path)
+        return comparison.spec(comparison.methods[0], 2020)["fingerprint"]
+
+    original = tmp_path / "mine.yaml"
+    original.write_text("learning_rate: 0.001\n")
+    moved = tmp_path / "elsewhere" / "copy.yaml"
+    moved.parent.mkdir()
+    moved.write_text("# tuned on the valid split\nlearning_rate: 0.001   # (float) Adam\n")
+    changed = tmp_path / "changed.yaml"
+    changed.write_text("learning_rate: 0.002\n")
+    assert sasrec_fingerprint(moved) == sasrec_fingerprint(original)
+    assert sasrec_fingerprint(changed) != sasrec_fingerprint(original)
+    with pytest.raises(SystemExit, match=r"^error: cannot read .*missing\.yaml \(FileNotFoundError\)"):
+        sasrec_fingerprint(tmp_path / "missing.yaml")
+    malformed = tmp_path / "malformed.yaml"
+    malformed.write_text("learning_rate: [0.001\n")
+    with pytest.raises(SystemExit, match=r"^error: cannot read .*malformed\.yaml \(\w*Error\)"):
+        sasrec_fingerprint(malformed)
