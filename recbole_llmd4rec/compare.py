@@ -196,8 +196,10 @@ def run_one(spec):
     record = {"method": method.name, "seed": spec["seed"], "fingerprint": spec["fingerprint"],
               # the condition the times were measured under (OMP_NUM_THREADS sets it)
               "torch_threads": torch.get_num_threads(),
-              # DLLM2Rec writes no SASRec checkpoint (see MutualDistillTrainer._export).
-              "checkpoint": saved_model_file if os.path.isfile(saved_model_file) else None,
+              # relative to the comparison's folder, which may move (another machine, a copy);
+              # DLLM2Rec writes no SASRec checkpoint (see MutualDistillTrainer._export)
+              "checkpoint": (Path(saved_model_file).resolve().relative_to(spec["out_dir"]).as_posix()
+                             if os.path.isfile(saved_model_file) else None),
               "rows": {}, "train_seconds": {}, "latency_ms": {}}
     if method.model == "LLMD4Rec":
         rounds = json.loads((Path(saved_model_file).parent / "rounds.json").read_text())
@@ -279,6 +281,19 @@ class Comparison:
         self.records = {}  # (method name, seed) -> result record
         self.settings = yaml_settings(self.config_files)
 
+    def checkpoint(self, method_name, seed):
+        """The model file a finished run kept (records hold it relative to the folder), or None."""
+        path = self.records[(method_name, seed)]["checkpoint"]
+        return self.out_dir / path if path else None
+
+    def missing_bases(self, method, seed):
+        """The finished bases ``method`` starts from whose model file is gone (the folder came from
+        another machine, or the file was deleted): they are trained again, from the same seed."""
+        if method.first_round_of:
+            return []
+        return [base for base in method.starts_from if base != method.round1_of
+                and not (self.checkpoint(base, seed) and self.checkpoint(base, seed).is_file())]
+
     def spec(self, method, seed):
         from recbole_llmd4rec.trainer import ROUND_STATE_FILE
 
@@ -287,18 +302,20 @@ class Comparison:
             if base == method.round1_of:
                 # the state lies beside the run's model; a run of an older version (or one that
                 # exported no SASRec) shows none: then round 1 is trained again
-                model_file = self.records[(base, seed)]["checkpoint"]
-                kept = Path(model_file).parent / ROUND_STATE_FILE.format(1) if model_file else None
+                model_file = self.checkpoint(base, seed)
+                kept = model_file.parent / ROUND_STATE_FILE.format(1) if model_file else None
                 if kept and kept.is_file():
                     checkpoints["start_state"] = str(kept)
             else:
                 key = "crm_checkpoint" if base == "SASRec" else "llm_checkpoint"
-                checkpoints[key] = self.records[(base, seed)]["checkpoint"]
+                model_file = self.checkpoint(base, seed)
+                checkpoints[key] = str(model_file) if model_file else None
         run_fingerprint = fingerprint(method.name, method.model, method.settings, seed, self.dataset,
                                       self.settings, self.overrides,
                                       [self.records[(base, seed)]["fingerprint"] for base in method.starts_from])
         return {"method": method.name, "seed": seed, "dataset": self.dataset, "config_files": self.config_files,
                 "overrides": self.overrides, "checkpoints": checkpoints, "fingerprint": run_fingerprint,
+                "out_dir": str(self.out_dir),
                 "run_dir": str(self.out_dir / method.name / f"seed{seed}"),
                 "result_file": str(self.out_dir / method.name / f"seed{seed}.json")}
 
@@ -314,6 +331,10 @@ class Comparison:
                     log(f"compare: {method.name}, seed {seed}: round 1 of {method.first_round_of}")
                     record = self._first_round(method, seed, spec)
                 else:
+                    for base in self.missing_bases(method, seed):
+                        log(f"compare: {base}, seed {seed}: its model file is gone; training it again for {method.name}")
+                        self._train_again(base, seed, log)
+                    spec = self.spec(method, seed)
                     log(f"compare: {method.name}, seed {seed} ...")
                     self._run_child(spec)
                     record = self._finished(spec)
@@ -343,8 +364,21 @@ class Comparison:
                     state = "started: continues from what it saved"
                 else:
                     state = "to train"
+                if record is None and self.missing_bases(method, seed):
+                    state += f", after {', '.join(self.missing_bases(method, seed))} (model file gone) trains again"
                 lines.append((method.name, seed, state))
         return lines
+
+    def _train_again(self, name, seed, log):
+        """Train a finished base again whose model file is gone. Every run is seeded, so on the same
+        library versions this reproduces the recorded run; a difference is reported, not hidden."""
+        before = self.records[(name, seed)]
+        spec = self.spec(next(m for m in ALL_METHODS if m.name == name), seed)
+        self._run_child(spec)
+        self.records[(name, seed)] = after = self._finished(spec)
+        if after["rows"] != before["rows"]:
+            log(f"compare: warning: {name}, seed {seed} trained again tests differently from its record "
+                f"({before['rows']} then, {after['rows']} now); the runs that started from it earlier keep their rows")
 
     def _check_bases(self):
         """Before anything trains: every method's bases run earlier in the list (or finished)."""
@@ -360,8 +394,6 @@ class Comparison:
         """The record of a T_max = 1 method, read from round 1 of its base run's table."""
         base = self.records[(method.first_round_of, seed)]
         rounds = base.get("rounds")
-        if rounds is None and base["checkpoint"]:  # a record of an older version: the table is beside the model
-            rounds = json.loads((Path(base["checkpoint"]).parent / "rounds.json").read_text())
         if rounds is None:
             base_file = self.out_dir / method.first_round_of / f"seed{seed}.json"
             raise SystemExit(f"error: {method.name} reads round 1 of {base_file}, which holds no round table: "

@@ -36,7 +36,7 @@ def test_every_method_gives_its_rows_and_the_tables(finished):
     # The SASRec row (trained as SASRecD) is kept as a RecBole SASRec checkpoint, like LLMD4Rec_C,
     # and both latencies are measured on that stock class.
     for record in (sasrec, llmd4rec):
-        assert torch.load(record["checkpoint"])["config"]["model"] == "SASRec"
+        assert torch.load(out / record["checkpoint"])["config"]["model"] == "SASRec"
     assert sasrec["latency_ms"]["SASRec"] > 0 and llmd4rec["latency_ms"]["LLMD4Rec_C"] > 0
     assert sasrec["torch_threads"] == llmd4rec["torch_threads"] == 1
     assert "torch threads per run: 1." in markdown
@@ -55,16 +55,18 @@ def test_the_no_loop_ablation_is_round_1_of_the_llmd4rec_run(finished, tmp_path,
     derived = json.loads((out / "LLMD4Rec_no_loop" / "seed2020.json").read_text())
     full = json.loads((out / "LLMD4Rec" / "seed2020.json").read_text())
     assert derived["rows"]["LLMD4Rec_C w/o loop"] != full["rows"]["LLMD4Rec_C"]  # round 1 is not the last round
-    # A record without the round table (an older version's) is read through the table beside its model.
-    older = Comparison(dataset, files, overrides, 1, select_methods("LLMD4Rec_no_loop", False), out)
-    older.records[("LLMD4Rec", 2020)] = {key: value for key, value in full.items() if key != "rounds"}
-    no_loop = next(m for m in older.methods if m.name == "LLMD4Rec_no_loop")
-    assert older._first_round(no_loop, 2020, older.spec(no_loop, 2020))["rows"] == derived["rows"]
+    # A record without the round table (edited by hand) is one error line.
+    edited = Comparison(dataset, files, overrides, 1, select_methods("LLMD4Rec_no_loop", False), out)
+    edited.records[("LLMD4Rec", 2020)] = {key: value for key, value in full.items() if key != "rounds"}
+    no_loop = next(m for m in edited.methods if m.name == "LLMD4Rec_no_loop")
+    with pytest.raises(SystemExit, match="holds no round table: delete that file and rerun"):
+        edited._first_round(no_loop, 2020, edited.spec(no_loop, 2020))
     monkeypatch.undo()
 
     # The same seed's LLMD4Rec trained with T_max = 1, in a child like every comparison run.
     one_round = Comparison(dataset, files, overrides + ["--mutual_rounds=1"], 1, [], tmp_path)
-    one_round.records[("SASRec", 2020)] = json.loads((out / "SASRec" / "seed2020.json").read_text())
+    sasrec = json.loads((out / "SASRec" / "seed2020.json").read_text())
+    one_round.records[("SASRec", 2020)] = {**sasrec, "checkpoint": str(out / sasrec["checkpoint"])}
     spec = one_round.spec(next(m for m in METHODS if m.name == "LLMD4Rec"), 2020)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     one_round._run_child(spec)
@@ -193,9 +195,9 @@ def test_the_no_embedding_update_ablation_trains_only_round_2_from_the_llmd4rec_
     without.records[("SASRec", 2020)] = sasrec
     without.records[("LLMD4Rec", 2020)] = {**full, "checkpoint": str(out / "gone" / "sasrec_distilled.pth")}
     method = next(m for m in comparison.methods if m.name == "LLMD4Rec_no_embedding_update")
-    assert without.spec(method, 2020)["checkpoints"] == {"crm_checkpoint": sasrec["checkpoint"]}
+    assert without.spec(method, 2020)["checkpoints"] == {"crm_checkpoint": str(out / sasrec["checkpoint"])}
     without.records[("LLMD4Rec", 2020)] = {**full, "checkpoint": None}  # a run that exported no SASRec
-    assert without.spec(method, 2020)["checkpoints"] == {"crm_checkpoint": sasrec["checkpoint"]}
+    assert without.spec(method, 2020)["checkpoints"] == {"crm_checkpoint": str(out / sasrec["checkpoint"])}
 
 
 def test_status_names_each_runs_state_and_trains_nothing(finished, monkeypatch, tmp_path):
@@ -206,10 +208,12 @@ def test_status_names_each_runs_state_and_trains_nothing(finished, monkeypatch, 
     monkeypatch.setattr(Comparison, "_run_child", lambda self, spec: pytest.fail(f"{spec['method']} launched"))
     (out / "GRU4Rec" / "seed2020").mkdir(parents=True)  # as a run cut short leaves it
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
-    methods = select_methods("SASRec,E4SRec,LLMD4Rec,DLLM2Rec,GRU4Rec,LLMD4Rec_no_loop", False)
+    methods = select_methods("SASRec,E4SRec,LLMD4Rec,DLLM2Rec,LEADER,GRU4Rec,LLMD4Rec_no_loop", False)
     states = {(name, seed): state for name, seed, state in Comparison(dataset, files, overrides, 2, methods,
                                                                       out).status()}
     assert states[("SASRec", 2020)] == states[("DLLM2Rec", 2020)] == "finished"
+    # the copy holds no model files: what starts from SASRec and E4SRec trains them again first
+    assert states[("LEADER", 2020)] == "to train, after SASRec, E4SRec (model file gone) trains again"
     assert states[("SASRec", 2021)] == "to train"
     assert states[("E4SRec", 2021)] == "waits for SASRec"
     assert states[("DLLM2Rec", 2021)] == "waits for SASRec, E4SRec"
@@ -220,7 +224,7 @@ def test_status_names_each_runs_state_and_trains_nothing(finished, monkeypatch, 
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
-@pytest.mark.parametrize("option", ["--status", "--ablation", "--seeds=2", "--methods=SASRec"])
+@pytest.mark.parametrize("option", ["--status", "--ablation", "--seeds=2", "--methods=SASRec", "--compare_dir=x"])
 def test_a_compare_option_without_compare_is_one_error_line(option, capsys):
     import run_llmd4rec as run_script_module
 
@@ -250,3 +254,26 @@ def test_the_fingerprint_reads_yaml_values_not_their_text_or_place(tmp_path):
     malformed.write_text("learning_rate: [0.001\n")
     with pytest.raises(SystemExit, match=r"^error: cannot read .*malformed\.yaml \(\w*Error\)"):
         sasrec_fingerprint(malformed)
+
+
+def test_a_moved_comparison_keeps_its_runs_and_trains_a_gone_base_again(finished, monkeypatch, tmp_path):
+    """Records name their model files relative to the folder, so a copied folder (another
+    machine) reuses every finished run; a base whose file did not come along is trained again,
+    from the same seed, before a method that starts from it, and tests as its record says."""
+    finished_out, (dataset, files, overrides), _ = finished
+    out = tmp_path / "elsewhere"
+    shutil.copytree(finished_out, out, ignore=shutil.ignore_patterns("llm_cache", "LLMD4Rec_no_*", "DLLM2Rec*"))
+    sasrec = json.loads((out / "SASRec" / "seed2020.json").read_text())
+    (out / sasrec["checkpoint"]).unlink()
+    messages = []
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    Comparison(dataset, files, overrides, 1, select_methods("SASRec,E4SRec,DLLM2Rec", False), out).run(
+        log=messages.append)
+    assert messages == ["compare: SASRec, seed 2020: reused " + str(out / "SASRec" / "seed2020.json"),
+                        "compare: E4SRec, seed 2020: reused " + str(out / "E4SRec" / "seed2020.json"),
+                        "compare: SASRec, seed 2020: its model file is gone; training it again for DLLM2Rec",
+                        "compare: DLLM2Rec, seed 2020 ..."]
+    again = json.loads((out / "SASRec" / "seed2020.json").read_text())
+    assert again["rows"] == sasrec["rows"] and (out / again["checkpoint"]).is_file()
+    dllm2rec = json.loads((out / "DLLM2Rec" / "seed2020.json").read_text())
+    assert dllm2rec["rows"] == json.loads((finished_out / "DLLM2Rec" / "seed2020.json").read_text())["rows"]
