@@ -196,10 +196,8 @@ def run_one(spec):
     record = {"method": method.name, "seed": spec["seed"], "fingerprint": spec["fingerprint"],
               # the condition the times were measured under (OMP_NUM_THREADS sets it)
               "torch_threads": torch.get_num_threads(),
-              # relative to the comparison's folder, which may move (another machine, a copy);
               # DLLM2Rec writes no SASRec checkpoint (see MutualDistillTrainer._export)
-              "checkpoint": (Path(saved_model_file).resolve().relative_to(spec["out_dir"]).as_posix()
-                             if os.path.isfile(saved_model_file) else None),
+              "checkpoint": record_path(saved_model_file, spec["out_dir"]) if os.path.isfile(saved_model_file) else None,
               "rows": {}, "train_seconds": {}, "latency_ms": {}}
     if method.model == "LLMD4Rec":
         rounds = json.loads((Path(saved_model_file).parent / "rounds.json").read_text())
@@ -211,6 +209,13 @@ def run_one(spec):
     for row_name in method.latency:
         record["latency_ms"][row_name] = per_user_latency_ms(saved_model_file)
     write_json_atomically(spec["result_file"], record)
+
+
+def record_path(path, out_dir):
+    """``path`` as a record names it: relative to the comparison's folder, which may move
+    (another machine, a copy), unless it lies outside (e.g. a ``--checkpoint_dir`` override)."""
+    relative = os.path.relpath(os.path.abspath(path), out_dir)
+    return os.path.abspath(path) if relative.split(os.sep)[0] == os.pardir else Path(relative).as_posix()
 
 
 def rows_of_round(rounds, round_index, rows):

@@ -232,9 +232,26 @@ RUN_IRRELEVANT_KEYS = {"show_progress", "state", "verbose", "gpu_id", "device", 
                        "teacher_memory_gib"}  # where the teacher store lives, not what it holds
 
 
+# Settings that name a model file: a run knows the file by its content, not its path, so a
+# folder moved to another place or machine still finds its runs, resume files and round states.
+FILE_SETTINGS = ("crm_checkpoint", "llm_checkpoint", "start_state")
+FILE_READ_BYTES = 2**20  # chunk size when a file setting is hashed
+
+
+def setting_value(key, value):
+    """How a setting enters ``run_settings``: a file it names by the sha256 of its bytes."""
+    if key in FILE_SETTINGS and isinstance(value, str) and os.path.isfile(value):
+        digest = hashlib.sha256()
+        with open(value, "rb") as handle:
+            for chunk in iter(lambda: handle.read(FILE_READ_BYTES), b""):
+                digest.update(chunk)
+        return f"file sha256 {digest.hexdigest()}"
+    return repr(value)
+
+
 def run_settings(*configs):
-    """Every setting that shapes a run: per config, its sorted (key, repr(value)) pairs."""
-    return [sorted((k, repr(v)) for k, v in c.final_config_dict.items() if k not in RUN_IRRELEVANT_KEYS)
+    """Every setting that shapes a run: per config, its sorted (key, value) pairs."""
+    return [sorted((k, setting_value(k, v)) for k, v in c.final_config_dict.items() if k not in RUN_IRRELEVANT_KEYS)
             for c in configs]
 
 
@@ -244,12 +261,13 @@ def run_fingerprint(*configs):
 
 
 def differing_settings(settings, other):
-    """The keys whose values differ between two ``run_settings`` (or that only one has)."""
+    """The keys whose values differ between two ``run_settings`` (or that only one has), except
+    those that an older version counted and ``RUN_IRRELEVANT_KEYS`` now leaves out."""
     keys = set()
     for pairs, other_pairs in zip(settings, other, strict=True):
         mine, theirs = dict(pairs), dict(other_pairs)
         keys |= {key for key in mine.keys() | theirs.keys() if mine.get(key) != theirs.get(key)}
-    return sorted(keys)
+    return sorted(keys - RUN_IRRELEVANT_KEYS)
 
 
 class MutualDistillTrainer(AbstractTrainer):

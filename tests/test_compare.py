@@ -277,3 +277,17 @@ def test_a_moved_comparison_keeps_its_runs_and_trains_a_gone_base_again(finished
     assert again["rows"] == sasrec["rows"] and (out / again["checkpoint"]).is_file()
     dllm2rec = json.loads((out / "DLLM2Rec" / "seed2020.json").read_text())
     assert dllm2rec["rows"] == json.loads((finished_out / "DLLM2Rec" / "seed2020.json").read_text())["rows"]
+
+
+def test_a_record_names_its_model_file_relative_to_the_folder_unless_it_lies_outside(tmp_path):
+    from recbole_llmd4rec.compare import record_path
+
+    out = tmp_path / "compare"
+    assert record_path(out / "SASRec" / "seed2020" / "sasrec.pth", str(out)) == "SASRec/seed2020/sasrec.pth"
+    outside = tmp_path / "compare-other" / "sasrec.pth"  # a sibling whose name starts like the folder's
+    assert record_path(outside, str(out)) == str(outside)
+    comparison = Comparison("toy", [], [], 1, [], out)
+    comparison.records[("SASRec", 2020)] = {"checkpoint": "SASRec/seed2020/sasrec.pth"}
+    comparison.records[("E4SRec", 2020)] = {"checkpoint": str(outside)}
+    assert comparison.checkpoint("SASRec", 2020) == out / "SASRec" / "seed2020" / "sasrec.pth"
+    assert comparison.checkpoint("E4SRec", 2020) == outside

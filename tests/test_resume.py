@@ -160,3 +160,31 @@ def test_s3rec_resumes_in_either_stage(tiny, workdir, monkeypatch, killed_stage)
     assert resumed["test_result"] == uninterrupted["test_result"]
     assert resumed["best_valid_result"] == uninterrupted["best_valid_result"]
     assert not list((workdir / "killed").glob("*.resume.pth"))  # both stages' states gone at the end
+
+
+def test_a_run_knows_its_model_files_by_content_so_a_moved_folder_still_matches(tmp_path):
+    """Run folders, resume files and round-state checks hash the settings; a setting that names a
+    checkpoint enters by the file's bytes, so the same file at another path (a folder copied to
+    another machine) gives the same settings, and another file does not."""
+    from types import SimpleNamespace
+
+    from recbole_llmd4rec.trainer import differing_settings, run_fingerprint, run_settings
+
+    here, moved, other = tmp_path / "here.pth", tmp_path / "moved" / "here.pth", tmp_path / "other.pth"
+    moved.parent.mkdir()
+    here.write_bytes(b"weights")
+    moved.write_bytes(b"weights")
+    other.write_bytes(b"other weights")
+
+    def config(checkpoint, **more):
+        return SimpleNamespace(final_config_dict={"crm_checkpoint": str(checkpoint), "learning_rate": 0.001, **more})
+
+    assert run_fingerprint(config(here)) == run_fingerprint(config(moved))
+    assert run_fingerprint(config(here)) != run_fingerprint(config(other))
+    # a path that names no file stays a path (the run then fails on it with its own error)
+    assert dict(run_settings(config(tmp_path / "gone.pth"))[0])["crm_checkpoint"] == repr(str(tmp_path / "gone.pth"))
+    # a key an older version recorded and RUN_IRRELEVANT_KEYS now leaves out is no difference
+    older = run_settings(config(here))
+    older[0].append(("teacher_memory_gib", "8"))
+    assert differing_settings(older, run_settings(config(moved))) == []
+    assert differing_settings(older, run_settings(config(other))) == ["crm_checkpoint"]
