@@ -28,7 +28,9 @@ The module must be imported before anything from ``recbole`` (the package
    and recbole 1.2.1's ``Dataset`` fills missing values with chained
    ``df[col].fillna(..., inplace=True)`` and measures token sequences with
    ``Series.agg(len)``, which pandas 2.2+ flags because they stop working in pandas 3; under
-   the ``pandas<3`` that setup.py pins both still do what RecBole means.
+   the ``pandas<3`` that setup.py pins both still do what RecBole means; recbole 1.2.1's
+   ``Interaction.sort`` calls ``np.argsort`` on a torch tensor, whose ``__array_wrap__`` numpy 2
+   flags (the sort is right; only tests show this one, as Python hides library deprecations).
 6. transformers 5.24 renamed the decoder models' ``past_key_values`` argument to ``cache``
    (the old name warns and goes in 5.40); :func:`cache_keyword` names the one a model takes.
 """
@@ -231,6 +233,7 @@ _FOREIGN_DEPRECATIONS = (  # (regex matched at the start of the message, categor
     (r"`is_gradient_checkpointing` is deprecated", FutureWarning),
     (r"A value is trying to be set on a copy of a DataFrame or Series through chained assignment", FutureWarning),
     (r"using <built-in function len> in Series\.agg cannot aggregate", FutureWarning),
+    (r"__array_wrap__ must accept context and return_scalar arguments", DeprecationWarning),
 )
 
 

@@ -14,6 +14,15 @@ SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 sys.path.insert(0, str(REPO))  # the checkout's package and run script, not an older install
 
 
+def pytest_configure(config):
+    """pytest resets warning filters around each test, so the foreign deprecations that the
+    package silences at import (compat.py's table) are given to pytest as ini filters too."""
+    from recbole_llmd4rec.compat import _FOREIGN_DEPRECATIONS
+
+    for message, category in _FOREIGN_DEPRECATIONS:
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:{category.__name__}")
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """Run in a temporary directory: RecBole writes log/ and saved/ relative to it."""

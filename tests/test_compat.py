@@ -89,10 +89,15 @@ def test_foreign_deprecation_warnings_stay_out_of_the_log():
         "frame['a'].fillna(value=0.0, inplace=True)",  # as recbole 1.2.1's Dataset does
         "assert frame['a'].tolist() == [1.0, 0.0]",  # still filled under pandas < 3
         "assert pd.Series([[1, 2], [3]]).agg(len).tolist() == [2, 1]",  # as recbole's _remap does
+        "import torch; from recbole.data.interaction import Interaction",
+        "ordered = Interaction({'item': torch.tensor([2, 1])}); ordered.sort('item')",  # np.argsort on a tensor
+        "assert ordered['item'].tolist() == [1, 2]",
         "import warnings; warnings.warn('a warning of our own still shows', FutureWarning)",
     ])
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    completed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+    # -W: show library deprecations, which Python hides by default (pytest shows them)
+    completed = subprocess.run([sys.executable, "-W", "default::DeprecationWarning", "-c", code], env=env,
+                               capture_output=True, text=True,
                                timeout=300, check=True)
     assert "a warning of our own still shows" in completed.stderr
     assert "deprecated" not in completed.stderr and "chained assignment" not in completed.stderr
