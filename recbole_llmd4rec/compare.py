@@ -305,8 +305,8 @@ class Comparison:
         checkpoints = {}
         for base in () if method.first_round_of else method.starts_from:
             if base == method.round1_of:
-                # the state lies beside the run's model; a run of an older version (or one that
-                # exported no SASRec) shows none: then round 1 is trained again
+                # the state lies beside the run's model; a folder copied with its records only (or
+                # a run that exported no SASRec) shows none: then round 1 is trained again
                 model_file = self.checkpoint(base, seed)
                 kept = model_file.parent / ROUND_STATE_FILE.format(1) if model_file else None
                 if kept and kept.is_file():
