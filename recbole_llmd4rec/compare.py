@@ -296,8 +296,8 @@ class Comparison:
         another machine, or the file was deleted): they are trained again, from the same seed."""
         if method.first_round_of:
             return []
-        return [base for base in method.starts_from if base != method.round1_of
-                and not (self.checkpoint(base, seed) and self.checkpoint(base, seed).is_file())]
+        model_files = {base: self.checkpoint(base, seed) for base in method.starts_from if base != method.round1_of}
+        return [base for base, model_file in model_files.items() if not (model_file and model_file.is_file())]
 
     def spec(self, method, seed):
         from recbole_llmd4rec.trainer import ROUND_STATE_FILE
@@ -369,8 +369,9 @@ class Comparison:
                     state = "started: continues from what it saved"
                 else:
                     state = "to train"
-                if record is None and self.missing_bases(method, seed):
-                    state += f", after {', '.join(self.missing_bases(method, seed))} (model file gone) trains again"
+                gone = [] if record is not None else self.missing_bases(method, seed)
+                if gone:
+                    state += f", after {', '.join(gone)} (model file gone) trains again"
                 lines.append((method.name, seed, state))
         return lines
 
