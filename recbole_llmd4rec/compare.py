@@ -41,6 +41,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -56,6 +57,9 @@ DEFAULT_SEEDS = 3
 FIRST_SEED = 2020  # RecBole's default seed; seed k of a comparison is FIRST_SEED + k
 LATENCY_USERS = 200  # users scored one at a time for the per-user inference latency
 LATENCY_WARMUP = 10  # users scored first and not timed (allocations, kernel selection)
+# what a run's log shows of its progress: RecBole's line after each validation, our phase starts
+LOGGED_VALIDATION = re.compile(r"epoch (\d+) evaluating \[.*valid_score: ([0-9.]+)\]")
+LOGGED_PHASE = re.compile(r"LLMD4Rec phase (\w+):")
 
 
 @dataclass(frozen=True)
@@ -218,6 +222,21 @@ def record_path(path, out_dir):
     return os.path.abspath(path) if relative.split(os.sep)[0] == os.pardir else Path(relative).as_posix()
 
 
+def logged_progress(log_file):
+    """How far a started run's log got: its last LLMD4Rec phase (if it has phases), that phase's
+    last validated epoch and score; None when the log shows no validated epoch yet."""
+    phase, last = None, None
+    for line in Path(log_file).read_text(encoding="utf-8", errors="replace").splitlines():
+        if match := LOGGED_PHASE.search(line):
+            phase, last = match.group(1), None
+        elif match := LOGGED_VALIDATION.search(line):
+            last = match.groups()
+    if last is None:
+        return None
+    epoch, score = last
+    return f"{f'phase {phase}, ' if phase else ''}epoch {epoch} validated {float(score):.4f}"
+
+
 def rows_of_round(rounds, round_index, rows):
     """The test results of ``rows`` ((row name, "CRM" or "LLM"), ...) after round ``round_index``
     of an LLMD4Rec run's ``rounds`` (rounds.json), with the training time of rounds 1..round_index."""
@@ -367,6 +386,10 @@ class Comparison:
                     state = f"no training: read from round 1 of {method.first_round_of}"
                 elif Path(spec["run_dir"]).is_dir():
                     state = "started: continues from what it saved"
+                    log_file = Path(spec["run_dir"]) / "run.log"
+                    progress = logged_progress(log_file) if log_file.is_file() else None
+                    if progress:
+                        state += f" (last logged: {progress})"
                 else:
                     state = "to train"
                 gone = [] if record is not None else self.missing_bases(method, seed)

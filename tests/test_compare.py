@@ -1,6 +1,7 @@
 """The side-by-side comparison: runs, reuse of finished runs, the tables' arithmetic."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -14,7 +15,8 @@ from recbole_llmd4rec.compare import METHODS, Comparison, against_spread, compar
 def finished(tmp_path_factory):
     """SASRec, E4SRec, DLLM2Rec and LLMD4Rec on the tiny data set, one seed, one epoch per phase."""
     out = tmp_path_factory.mktemp("compare")
-    overrides = [f"--data_path={TESTS / 'data'}", f"--llm_cache_dir={out / 'llm_cache'}", "--epochs=1"]
+    # INFO: the runs' logs hold what users' logs hold (the status test reads one)
+    overrides = [f"--data_path={TESTS / 'data'}", f"--llm_cache_dir={out / 'llm_cache'}", "--epochs=1", "--state=INFO"]
     arguments = ("tiny", [str(TINY_YAML)], overrides)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OMP_NUM_THREADS", "1")  # the children's thread count, which the records report
@@ -207,6 +209,9 @@ def test_status_names_each_runs_state_and_trains_nothing(finished, monkeypatch, 
     shutil.copytree(finished_out, out, ignore=shutil.ignore_patterns("*.pth", "llm_cache", "LLMD4Rec_no_*"))
     monkeypatch.setattr(Comparison, "_run_child", lambda self, spec: pytest.fail(f"{spec['method']} launched"))
     (out / "GRU4Rec" / "seed2020").mkdir(parents=True)  # as a run cut short leaves it
+    # a run cut short later, in its last phase: a real LLMD4Rec log stands in for its log
+    (out / "GRU4Rec" / "seed2021").mkdir()
+    shutil.copy(out / "LLMD4Rec" / "seed2020" / "run.log", out / "GRU4Rec" / "seed2021" / "run.log")
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
     methods = select_methods("SASRec,E4SRec,LLMD4Rec,DLLM2Rec,LEADER,GRU4Rec,LLMD4Rec_no_loop", False)
     states = {(name, seed): state for name, seed, state in Comparison(dataset, files, overrides, 2, methods,
@@ -218,6 +223,9 @@ def test_status_names_each_runs_state_and_trains_nothing(finished, monkeypatch, 
     assert states[("E4SRec", 2021)] == "waits for SASRec"
     assert states[("DLLM2Rec", 2021)] == "waits for SASRec, E4SRec"
     assert states[("GRU4Rec", 2020)] == "started: continues from what it saved"
+    # two rounds (LLMD4Rec.yaml), one epoch per phase: the last phase's only epoch is epoch 0
+    assert re.fullmatch(r"started: continues from what it saved \(last logged: phase round2_crm, "
+                        r"epoch 0 validated 0\.\d{4}\)", states[("GRU4Rec", 2021)])
     assert states[("LLMD4Rec_no_loop", 2020)] == "no training: read from round 1 of LLMD4Rec"
     changed = Comparison(dataset, files, overrides + ["--learning_rate=0.01"], 1, select_methods("SASRec", False), out)
     assert changed.status() == [("SASRec", 2020, "trains again: its result is from other settings")]
