@@ -30,7 +30,7 @@ from recbole.utils import calculate_valid_score, dict2str, init_seed, set_color
 from recbole_llmd4rec.atomic import replacing
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.distillers import make_distiller
-from recbole_llmd4rec.errors import LLMD4RecError
+from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
 from recbole_llmd4rec.export import export_item_embeddings, export_sasrec_checkpoint
 from recbole_llmd4rec.quick_start import atomic_torch_save, load_checkpoint
 from recbole_llmd4rec.report import RoundReport
@@ -58,6 +58,14 @@ def accumulate_over_micro_batches(loss_func, micro_batch_size):
         return total.clone().requires_grad_(True)
 
     return loss_in_micro_batches
+
+
+def refuse_scaler_with_micro_batches(config):
+    """RecBole 1.2.1's epoch loop owns its GradScaler: it would unscale (divide by 2**16) the
+    gradients that the micro batches back-propagated unscaled."""
+    if config["enable_scaler"]:
+        raise ConfigError("enable_scaler does not work with E4SRec's micro batches: set enable_scaler: False "
+                          "(for half precision on GPU use llm_dtype: bfloat16, which needs no scaler)")
 
 
 RESUME_KEYS = ("fingerprint", "epoch", "model", "optimizer", "rng")  # what a resume file holds
@@ -193,6 +201,8 @@ class PhaseTrainer(ResumableTrainer):
     teacher's logits for the batch, and with ``micro_batch_size`` gradients accumulate."""
 
     def __init__(self, config, model, teacher=None, micro_batch_size=None, saved_model_file=None, resume_file=None):
+        if micro_batch_size:
+            refuse_scaler_with_micro_batches(config)
         super().__init__(config, model, saved_model_file, resume_file)
         self.teacher = teacher
         self.micro_batch_size = micro_batch_size
@@ -297,6 +307,7 @@ class MutualDistillTrainer(AbstractTrainer):
         self.crm, self.llm = model.crm, model.llm
         self.crm_config, self.llm_config = model.crm_config, model.llm_config
         self.micro_batch_size = require_int(self.llm_config, "micro_batch_size", 1)
+        refuse_scaler_with_micro_batches(self.llm_config)  # before round 0, not after it
         self.run_dir = Path(config["checkpoint_dir"]) / (
             f"LLMD4Rec-{config['dataset']}-{run_fingerprint(config, self.crm_config, self.llm_config)}"
         )

@@ -73,6 +73,13 @@ def test_micro_batches_give_the_full_batch_gradient(e4srec_setup):
     assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(full, params))
 
 
+def test_the_gradient_scaler_is_refused_with_micro_batches(tiny, llm_cache):
+    # RecBole's scaler would unscale gradients the micro batches never scaled
+    with pytest.raises(LLMD4RecError, match="enable_scaler does not work with E4SRec's micro batches"):
+        run_llmd4rec(model="E4SRec", dataset="tiny", config_file_list=tiny["config_file_list"],
+                     config_dict={**tiny["config_dict"], "llm_cache_dir": llm_cache, "enable_scaler": True})
+
+
 def test_teacher_term_is_added(e4srec_setup):
     config, dataset, batch = e4srec_setup()
     model = E4SRec(config, dataset).eval()
