@@ -196,6 +196,10 @@ def set_random_states(states, train_data):
     train_data.generator.set_state(states["loader"])
 
 
+class TrainingLossIsNaN(ValueError):
+    """RecBole's NaN check (a ValueError), as a type of its own that callers can catch."""
+
+
 class PhaseTrainer(ResumableTrainer):
     """RecBole's Trainer for one student; with a ``teacher`` store its loss gets the
     teacher's logits for the batch, and with ``micro_batch_size`` gradients accumulate."""
@@ -206,6 +210,10 @@ class PhaseTrainer(ResumableTrainer):
         super().__init__(config, model, saved_model_file, resume_file)
         self.teacher = teacher
         self.micro_batch_size = micro_batch_size
+
+    def _check_nan(self, loss):
+        if torch.isnan(loss):
+            raise TrainingLossIsNaN("Training loss is nan")
 
     def _student_loss(self, interaction):
         if self.teacher is None:
@@ -425,12 +433,11 @@ class MutualDistillTrainer(AbstractTrainer):
             phase._save_checkpoint(-1, verbose=False)
         try:
             phase.fit(train_loader, self.valid_data, saved=True, show_progress=self.show_progress)
-        except ValueError as exc:
-            if "nan" not in str(exc).lower():
-                raise
+        except TrainingLossIsNaN:
             raise LLMD4RecError(
-                f"phase {name} stopped: the training loss became NaN; the last finished phase is kept in "
-                f"{self.state_file} (lower the learning rate or a distillation coefficient and rerun)"
+                f"phase {name} stopped: the training loss became NaN (the finished steps stay in {self.state_file}); "
+                "lower learning_rate or the phase's distillation coefficient and rerun: with other settings it is "
+                "a new run, which starts from round 0 unless crm_checkpoint names a trained SASRec"
             ) from None
         if os.path.isfile(phase.saved_model_file):  # back to the phase's best epoch
             student.load_state_dict(load_checkpoint(phase.saved_model_file)["state_dict"])

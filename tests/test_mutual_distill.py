@@ -196,6 +196,15 @@ def test_a_nan_loss_stops_the_phase_and_keeps_the_last_checkpoint(run, workdir, 
     assert load_checkpoint(state_file, RUN_STATE_KEYS)["finished_steps"] == ["round0_crm", "round1_llm"]
 
 
+def test_another_value_error_in_a_phase_is_not_taken_for_a_nan_loss(run, monkeypatch):
+    def broken_loss(self, interaction, teacher=None):
+        raise ValueError("a timestamp in nanoseconds")  # says "nan" and is no NaN loss
+
+    monkeypatch.setattr(SASRecD, "calculate_loss", broken_loss)
+    with pytest.raises(ValueError, match="a timestamp in nanoseconds"):
+        run()
+
+
 def test_a_phase_that_only_hurts_keeps_its_starting_weights(run, monkeypatch):
     original = SASRecD.calculate_loss
 
