@@ -15,3 +15,15 @@ class ConfigError(LLMD4RecError):
 
 class DatasetNotFoundError(LLMD4RecError):
     """The data set's atomic files are not where the config says."""
+
+
+STATE_DICT_HEADING = "Error(s) in loading state_dict"  # torch's first line, before its reasons
+
+
+def first_reason(exc):
+    """The first reason in ``exc``'s message, for a one-line error: torch's ``load_state_dict``
+    puts a heading before its reasons (missing keys, size mismatches); others lead with it."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith(STATE_DICT_HEADING):
+        return lines[1]
+    return lines[0] if lines else type(exc).__name__

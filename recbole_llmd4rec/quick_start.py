@@ -12,7 +12,7 @@ from recbole.utils import dict2str, init_logger, init_seed, set_color
 
 from recbole_llmd4rec.atomic import replacing
 from recbole_llmd4rec.config import Config
-from recbole_llmd4rec.errors import DatasetNotFoundError, LLMD4RecError
+from recbole_llmd4rec.errors import DatasetNotFoundError, LLMD4RecError, first_reason
 from recbole_llmd4rec.utils import get_model, get_trainer
 
 CONVERT_HINT = (
@@ -147,7 +147,7 @@ def load_data_and_model(model_file):
     except RuntimeError as exc:
         raise LLMD4RecError(
             f"{model_file} does not match model {config['model']} on data set '{config['dataset']}': "
-            f"{str(exc).splitlines()[0]}"
+            f"{first_reason(exc)}"
         ) from None
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return config, model, dataset, train_data, valid_data, test_data

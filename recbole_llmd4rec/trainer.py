@@ -30,7 +30,7 @@ from recbole.utils import calculate_valid_score, dict2str, init_seed, set_color
 from recbole_llmd4rec.atomic import replacing
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.distillers import make_distiller
-from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
+from recbole_llmd4rec.errors import ConfigError, LLMD4RecError, first_reason
 from recbole_llmd4rec.export import export_item_embeddings, export_sasrec_checkpoint
 from recbole_llmd4rec.quick_start import atomic_torch_save, load_checkpoint
 from recbole_llmd4rec.report import RoundReport
@@ -129,7 +129,7 @@ class ResumableTrainer(Trainer):
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise LLMD4RecError(f"the training state does not fit this model ({str(exc).splitlines()[0]}); "
+            raise LLMD4RecError(f"the training state does not fit this model ({first_reason(exc)}); "
                                 f"{start_over}") from None
         self.cur_step = state["cur_step"]
         # Killed after early stopping had decided to stop: nothing is left to train.

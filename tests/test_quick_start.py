@@ -6,7 +6,7 @@ from recbole.trainer import Trainer
 
 from conftest import run_script
 from recbole_llmd4rec import load_data_and_model, run_llmd4rec
-from recbole_llmd4rec.errors import DatasetNotFoundError, LLMD4RecError
+from recbole_llmd4rec.errors import DatasetNotFoundError, LLMD4RecError, first_reason
 
 METRICS = {"hit@5", "hit@10", "ndcg@5", "ndcg@10"}
 
@@ -72,7 +72,7 @@ def test_mismatched_checkpoint_is_a_clear_error(tiny, tmp_path):
     checkpoint["state_dict"]["item_embedding.weight"] = torch.zeros(3, 16)
     broken = tmp_path / "mismatch.pth"
     torch.save(checkpoint, broken)
-    with pytest.raises(LLMD4RecError, match="does not match model SASRec"):
+    with pytest.raises(LLMD4RecError, match=r"does not match model SASRec .*: size mismatch for item_embedding\.weight"):
         load_data_and_model(str(broken))
     with pytest.raises(LLMD4RecError, match="checkpoint not found"):
         load_data_and_model(str(tmp_path / "absent.pth"))
@@ -103,3 +103,12 @@ def test_a_config_key_that_starts_like_a_script_option_reaches_the_config():
     args, overrides = run_script_module.parse_args(["--compare", "--seed=2021", "--method=x"])
     assert args.seeds is None and args.methods is None
     assert overrides == ["--seed=2021", "--method=x"]
+
+
+def test_first_reason_skips_torchs_heading_and_keeps_other_errors_first_line():
+    with pytest.raises(RuntimeError) as mismatch:
+        torch.nn.Linear(2, 3).load_state_dict({"weight": torch.zeros(4, 2), "bias": torch.zeros(3)})
+    assert first_reason(mismatch.value).startswith("size mismatch for weight: copying a param with shape")
+    assert first_reason(ValueError("loaded state dict has a different number of groups\nmore")) == \
+        "loaded state dict has a different number of groups"
+    assert first_reason(KeyError()) == "KeyError"

@@ -15,7 +15,7 @@ from recbole.utils import InputType
 
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.distillers import DISTILLERS, ONE_WAY_DISTILLERS
-from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
+from recbole_llmd4rec.errors import ConfigError, LLMD4RecError, first_reason
 from recbole_llmd4rec.model.e4srec import E4SRec
 from recbole_llmd4rec.model.sasrecd import SASRecD
 
@@ -72,10 +72,9 @@ class LLMD4Rec(SequentialRecommender):
         try:
             self.crm.load_state_dict(state)
         except RuntimeError as exc:
-            lines = str(exc).splitlines()  # torch's first line is a heading, the second the first mismatch
             raise LLMD4RecError(
                 f"crm_checkpoint {path} does not fit this data set's SASRec (another data set or size?): "
-                f"{lines[1 if len(lines) > 1 else 0].strip()}"
+                f"{first_reason(exc)}"
             ) from None
 
     def load_llm_checkpoint(self, path):
@@ -87,7 +86,7 @@ class LLMD4Rec(SequentialRecommender):
         except RuntimeError as exc:
             raise LLMD4RecError(
                 f"llm_checkpoint {path} does not fit this data set's E4SRec (another data set or LLM?): "
-                f"{str(exc).splitlines()[0]}"
+                f"{first_reason(exc)}"
             ) from None
 
     def calculate_loss(self, interaction):
