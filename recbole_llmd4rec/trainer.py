@@ -76,8 +76,9 @@ class ResumableTrainer(Trainer):
     atomically, and after every validated epoch the whole training state (weights, optimizer,
     early-stopping counters, loss history, every random generator including the train loader's
     shuffle) goes to ``resume_file``. ``fit`` continues from that file when it exists and was
-    written by the same settings, and deletes it when training ends, so a rerun of a killed
-    command reaches the same result as an uninterrupted run. The plugin's trainers build on it,
+    written by the same settings, and deletes it when training ends (unless the caller keeps it
+    until the result is stored: ``keeps_training_state``), so a rerun of a killed command reaches
+    the same result as an uninterrupted run. The plugin's trainers build on it,
     and ``get_trainer`` gives it to the RecBole models that use RecBole's ``Trainer``.
     """
 
@@ -96,6 +97,9 @@ class ResumableTrainer(Trainer):
         # teacher store and starting evaluation) sets it, so a resumed run's time includes that.
         self.clock_started = None
         self._fit_started = None
+        # A caller that stores the result itself later keeps the finished state until then: a
+        # rerun killed in between finds the training done instead of starting it over.
+        self.keeps_training_state = False
 
     @property
     def _writes_files(self):
@@ -162,7 +166,7 @@ class ResumableTrainer(Trainer):
         if self.resume(train_data) and self.start_epoch >= self.epochs:
             # Killed after its last epoch: RecBole's fit would save the current weights over the
             # best epoch's file, so the result is returned here.
-            self.resume_file.unlink(missing_ok=True)
+            self._training_done()
             return self.best_valid_score, self.best_valid_result
 
         def after_validation(epoch_idx, valid_score):
@@ -171,8 +175,12 @@ class ResumableTrainer(Trainer):
                 callback_fn(epoch_idx, valid_score)
 
         result = super().fit(train_data, valid_data, verbose, saved, show_progress, after_validation)
-        self.resume_file.unlink(missing_ok=True)
+        self._training_done()
         return result
+
+    def _training_done(self):
+        if not self.keeps_training_state:
+            self.resume_file.unlink(missing_ok=True)
 
 
 def random_states(train_data):
@@ -418,12 +426,14 @@ class MutualDistillTrainer(AbstractTrainer):
         train_loader = get_dataloader(student_config, "train")(
             student_config, self.train_dataset, None, shuffle=student_config["shuffle"]
         )
+        best_file, training_file = self._phase_files(name)
         phase = PhaseTrainer(
             student_config, student, teacher=store,
             micro_batch_size=self.micro_batch_size if student is self.llm else None,
-            saved_model_file=self.run_dir / f"{name}_best.pth", resume_file=self.run_dir / f"{name}_training.pth",
+            saved_model_file=best_file, resume_file=training_file,
         )
         phase.clock_started = started
+        phase.keeps_training_state = True  # until state.pth marks the step finished (_run_step)
         if not phase.resume(train_loader):
             # The weights a phase starts from are its first candidate: early stopping keeps
             # them unless an epoch validates better, so a phase never ends worse on valid.
@@ -441,7 +451,6 @@ class MutualDistillTrainer(AbstractTrainer):
             ) from None
         if os.path.isfile(phase.saved_model_file):  # back to the phase's best epoch
             student.load_state_dict(load_checkpoint(phase.saved_model_file)["state_dict"])
-            os.remove(phase.saved_model_file)
         return len(phase.train_loss_dict), phase.earlier_seconds
 
     def _evaluate_round(self, t, model_name, seconds, epochs):
@@ -470,6 +479,12 @@ class MutualDistillTrainer(AbstractTrainer):
             atomic_torch_save({**state, "round": ends_round, "settings": self._settings()},
                               self.run_dir / ROUND_STATE_FILE.format(ends_round))
         atomic_torch_save(state, self.state_file)
+        for phase_file in self._phase_files(name):  # the step is finished: its phase's files are not needed
+            phase_file.unlink(missing_ok=True)
+
+    def _phase_files(self, name):
+        """The best epoch's weights and the training state of phase ``name`` while it is unfinished."""
+        return self.run_dir / f"{name}_best.pth", self.run_dir / f"{name}_training.pth"
 
     def _settings(self):
         return run_settings(self.config, self.crm_config, self.llm_config)

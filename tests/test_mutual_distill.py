@@ -112,6 +112,31 @@ def test_kill_and_resume_reaches_the_uninterrupted_table(run, monkeypatch):
     assert _table(resumed) == _table(uninterrupted)
 
 
+def test_a_kill_after_a_phase_trained_but_before_its_step_was_saved_trains_nothing_again(run, monkeypatch):
+    from recbole_llmd4rec.trainer import PhaseTrainer
+
+    _, uninterrupted = run("whole")
+    original = MutualDistillTrainer._evaluate_round
+
+    def killed_after_round_two_crm_phase(self, t, model_name, *args):
+        if (t, model_name) == (2, "CRM"):
+            raise KeyboardInterrupt
+        return original(self, t, model_name, *args)
+
+    monkeypatch.setattr(MutualDistillTrainer, "_evaluate_round", killed_after_round_two_crm_phase)
+    with pytest.raises(KeyboardInterrupt):
+        run("killed")
+    monkeypatch.setattr(MutualDistillTrainer, "_evaluate_round", original)
+    epochs_trained = []
+    original_epoch = PhaseTrainer._train_epoch
+    monkeypatch.setattr(PhaseTrainer, "_train_epoch",
+                        lambda self, *args, **kwargs: epochs_trained.append(1) or original_epoch(self, *args, **kwargs))
+    _, resumed = run("killed")
+    assert epochs_trained == []  # round 2's CRM phase had finished: its kept state says so
+    assert _table(resumed) == _table(uninterrupted)
+    assert not list(resumed.run_dir.glob("round*_*.pth"))  # a finished step's phase files are removed
+
+
 def test_llm_to_crm_trains_the_llm_once(run):
     _, trainer = run(directions="llm_to_crm")
     epochs = {(row["round"], row["model"]): row["epochs"] for row in trainer.report.rows}
