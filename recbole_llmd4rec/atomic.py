@@ -1,4 +1,5 @@
-"""Files written whole or not at all: a killed run never leaves half a checkpoint or table."""
+"""Files written whole or not at all: a killed run (or a crashed machine) never leaves half a
+checkpoint or table."""
 
 import os
 from contextlib import contextmanager, suppress
@@ -17,4 +18,17 @@ def replacing(path, suffix=""):
         with suppress(FileNotFoundError):
             os.remove(temporary)
         raise
+    _flush_to_disk(temporary)
     os.replace(temporary, path)
+    if os.name != "nt":  # Windows opens no directory; its renames are journalled by NTFS
+        _flush_to_disk(os.path.dirname(os.path.abspath(path)))  # the rename itself
+
+
+def _flush_to_disk(path):
+    """fsync ``path`` (a file, or a directory for the names it holds), so a rename never
+    publishes a file whose bytes a crash of the machine, not only of the run, could lose."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -104,6 +104,12 @@ def test_artifacts_round_trip_gives_identical_scores(e4srec_setup, tmp_path):
         assert not torch.allclose(fresh.full_sort_predict(batch), model.full_sort_predict(batch))
         fresh.load_artifacts(saved)
         assert torch.equal(fresh.full_sort_predict(batch), model.full_sort_predict(batch))
+    # a run killed between save_artifacts' two renames leaves only the earlier version
+    model.save_artifacts(saved)
+    assert not saved.with_name("llm.previous").exists()  # a finished save leaves nothing else
+    saved.rename(saved.with_name("llm.previous"))
+    with pytest.raises(LLMD4RecError, match=r"llm is missing: a run stopped while replacing it .*rerun"):
+        fresh.load_artifacts(saved)
 
 
 def test_recbole_checkpoint_leaves_out_the_frozen_backbone(e4srec_setup):

@@ -44,6 +44,7 @@ from recbole_llmd4rec.model.sasrecd import check_distillation_settings, distilla
 ADAPTER_DIR = "adapter"
 PROJECTIONS_FILE = "projections.safetensors"
 META_FILE = "e4srec.json"
+PREVIOUS_SUFFIX = ".previous"  # the earlier artefacts, while save_artifacts replaces them
 CRM_EMBEDDING_KEY = "item_embedding.weight"  # SASRec / SASRecD item table in a RecBole checkpoint
 
 
@@ -251,7 +252,7 @@ class E4SRec(SequentialRecommender):
         meta = {"n_items": self.n_items, "embedding_size": self.embedding_size}
         (temporary / META_FILE).write_text(json.dumps(meta, indent=2))
         if directory.exists():
-            previous = directory.with_name(directory.name + ".previous")
+            previous = directory.with_name(directory.name + PREVIOUS_SUFFIX)
             shutil.rmtree(previous, ignore_errors=True)
             os.replace(directory, previous)
             os.replace(temporary, directory)
@@ -265,6 +266,10 @@ class E4SRec(SequentialRecommender):
         """Restore what :meth:`save_artifacts` wrote; refuses artefacts of another data set."""
         directory = Path(directory)
         meta_file = directory / META_FILE
+        previous = directory.with_name(directory.name + PREVIOUS_SUFFIX)
+        if not directory.exists() and previous.is_dir():
+            raise LLMD4RecError(f"{directory} is missing: a run stopped while replacing it (the earlier version is "
+                                f"in {previous}); rerun that run to write it again")
         if not meta_file.is_file():
             raise LLMD4RecError(f"{directory} holds no E4SRec artefacts ({META_FILE} missing)")
         meta = json.loads(meta_file.read_text())
