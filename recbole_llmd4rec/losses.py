@@ -127,9 +127,10 @@ def ranking_distillation_weights(teacher_scores, in_student_top, position_share,
 
     ``teacher_scores``: (B, K) the teacher's scores of its candidates, best first;
     ``in_student_top``: (B, K) bool, the candidate is also in the student's top K. The
-    weight mixes three normalised parts with the given shares and is renormalised:
-    position ``exp(-r)`` for the 1-based rank r, confidence ``softmax(teacher_scores)``
-    (DLLM2Rec's ``exp(-distance)`` for a teacher that scores items), consistency 1/0.
+    weight mixes three parts with the given shares and is renormalised: position ``exp(-r)``
+    for the 1-based rank r and confidence ``softmax(teacher_scores)`` (DLLM2Rec's
+    ``exp(-distance)`` for a teacher that scores items), each summing to 1 over the K, and
+    consistency 1/0, raw, as DLLM2Rec mixes it.
     """
     n_candidates = teacher_scores.size(1)
     ranks = torch.arange(1, n_candidates + 1, dtype=torch.float32, device=teacher_scores.device)
