@@ -23,6 +23,9 @@ from recbole_llmd4rec.losses import (
 )
 
 PADDING_ITEM = 0  # RecBole's item id 0 is padding, never a target
+# The teacher store's number type: half the memory of float32 at a relative error of 5e-4;
+# probabilities below 6e-8 round to 0.
+STORE_DTYPE = torch.float16
 DISTILLERS = ("llmd4rec", "dllm2rec", "leader")
 ONE_WAY_DISTILLERS = ("dllm2rec", "leader")  # LLM -> CRM only
 
@@ -52,9 +55,8 @@ class KLDistiller:
         else:
             values, outputs["indices"] = item_logits.topk(self.topk, dim=1)
             probs, _ = teacher_distribution(values, self.temperature)
-        # float16 probabilities: relative error 5e-4, probabilities below 6e-8 round to 0. The
-        # KL's teacher-only term is taken from the stored values, so the stored KL is >= 0.
-        stored = probs.half()
+        # The KL's teacher-only term is taken from the stored values, so the stored KL is >= 0.
+        stored = probs.to(STORE_DTYPE)
         outputs.update(probs=stored, neg_entropy=sum_p_log_p(stored.float()))
         return outputs
 
@@ -80,10 +82,10 @@ class RankingDistiller:
 
 
 class FeatureDistiller:
-    """LEADER: the teacher's user state (its last hidden state), stored as float16."""
+    """LEADER: the teacher's user state (its last hidden state), stored as STORE_DTYPE."""
 
     def teacher_outputs(self, teacher, batch):
-        return {"user_state": teacher.forward(batch[teacher.ITEM_SEQ], batch[teacher.ITEM_SEQ_LEN]).half()}
+        return {"user_state": teacher.forward(batch[teacher.ITEM_SEQ], batch[teacher.ITEM_SEQ_LEN]).to(STORE_DTYPE)}
 
     def student_targets(self, stored):
         return FeatureTargets(stored["user_state"].float())

@@ -242,6 +242,10 @@ class E4SRecTrainer(PhaseTrainer):
 
     def __init__(self, config, model):
         super().__init__(config, model, micro_batch_size=require_int(config, "micro_batch_size", 1))
+        if not model.has_crm_embeddings:
+            getLogger().warning(
+                "E4SRec item embeddings are random: set crm_checkpoint to a trained SASRec/SASRecD checkpoint"
+            )
 
 
 RUN_STATE_KEYS = ("finished_steps", "rows", "llm_phase_record", "crm", "llm")  # what state.pth holds

@@ -163,8 +163,10 @@ def test_llm_path_errors(e4srec_setup, tmp_path):
         E4SRec(config, dataset)
 
 
-def test_e4srec_runs_through_recbole_trainer(tiny, llm_cache):
+def test_e4srec_runs_through_recbole_trainer(tiny, llm_cache, caplog):
     result = run_llmd4rec(model="E4SRec", dataset="tiny", config_file_list=tiny["config_file_list"],
                           config_dict={**tiny["config_dict"], "llm_cache_dir": llm_cache, "train_batch_size": 32,
                                        "micro_batch_size": 8})
     assert set(result["test_result"]) == {"hit@5", "hit@10", "ndcg@5", "ndcg@10"}
+    # trained alone without crm_checkpoint, E4SRec's item embeddings are random: the user is told
+    assert any("E4SRec item embeddings are random" in record.getMessage() for record in caplog.records)

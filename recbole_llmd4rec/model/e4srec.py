@@ -22,7 +22,6 @@ backbone; ``save_artifacts`` writes the LoRA adapter (peft safetensors) and the 
 import json
 import os
 import shutil
-from logging import getLogger
 from pathlib import Path
 
 import torch
@@ -96,12 +95,11 @@ class E4SRec(SequentialRecommender):
         self.register_buffer("response_ids", token_ids(config["response_header"]), persistent=False)
         self._frozen_keys = {f"backbone.{name}" for name, p in self.backbone.named_parameters() if not p.requires_grad}
 
-        if config["crm_checkpoint"]:
+        # E from a trained CRM (Sec. 4.1); without one they stay random, which matters only when
+        # E4SRec trains alone: LLMD4Rec copies its CRM's E in before round 1.
+        self.has_crm_embeddings = bool(config["crm_checkpoint"])
+        if self.has_crm_embeddings:
             self.set_item_embeddings(crm_item_embeddings(config["crm_checkpoint"], self.n_items, self.embedding_size))
-        else:
-            getLogger().warning(
-                "E4SRec item embeddings are random: set crm_checkpoint to a trained SASRec/SASRecD checkpoint"
-            )
 
     # Item embeddings (Sec. 4.1; the trainer replaces them each round: "embedding update").
     def set_item_embeddings(self, weight):
