@@ -263,7 +263,8 @@ RUN_IRRELEVANT_KEYS = {"show_progress", "state", "verbose", "gpu_id", "device", 
 
 
 # Settings that name a model file: a run knows the file by its content, not its path, so a
-# folder moved to another place or machine still finds its runs, resume files and round states.
+# folder of model files moved to another place or machine still finds its runs, resume files and
+# round states. Other paths (data_path, llm_path) count as written: the data set stays where it was.
 FILE_SETTINGS = ("crm_checkpoint", "llm_checkpoint", "start_state")
 FILE_READ_BYTES = 2**20  # chunk size when a file setting is hashed
 
