@@ -613,7 +613,13 @@ def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None,
     out_dir = out_dir or Path("saved") / f"compare-{dataset}"
     comparison = Comparison(dataset, config_files, overrides, seeds, select_methods(methods, ablation), out_dir)
     if status:
-        text = "\n".join(f"{name}, seed {seed}: {state}" for name, seed, state in comparison.status())
+        lines = comparison.status()
+        finished = [(name, seed) for name, seed, state in lines if state == "finished"]
+        # a run's rows share its training time; rows read from another run's round 1 trained nothing
+        seconds = sum(max(comparison.records[key]["train_seconds"].values(), default=0.0) for key in finished
+                      if not comparison.records[key].get("first_round_of"))
+        text = "\n".join([*(f"{name}, seed {seed}: {state}" for name, seed, state in lines),
+                          f"{len(finished)} of {len(lines)} runs finished, after {seconds / 3600:.1f} h of training"])
         print(f"{text}\n(in {comparison.out_dir}; nothing was trained)")
         return text
     markdown = comparison.run()

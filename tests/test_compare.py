@@ -232,6 +232,25 @@ def test_status_names_each_runs_state_and_trains_nothing(finished, monkeypatch, 
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
+def test_status_ends_with_the_finished_count_and_their_training_hours(finished, monkeypatch, tmp_path, capsys):
+    finished_out, (dataset, files, overrides), _ = finished
+    out = tmp_path / "compare"
+    shutil.copytree(finished_out, out, ignore=shutil.ignore_patterns("llm_cache", "LLMD4Rec_no_*"))
+    monkeypatch.setattr(Comparison, "_run_child", lambda self, spec: pytest.fail(f"{spec['method']} launched"))
+    methods = "SASRec,E4SRec,DLLM2Rec,LLMD4Rec,LLMD4Rec_no_loop"
+    Comparison(dataset, files, overrides, 1, select_methods(methods, False), out).run(log=lambda message: None)
+    # hand-made times: an LLMD4Rec run's two rows share one training; w/o loop trained nothing of its own
+    hand_made = {"SASRec": 3600.0, "E4SRec": 1800.0, "DLLM2Rec": 1800.0, "LLMD4Rec": 7200.0, "LLMD4Rec_no_loop": 3600.0}
+    for name, seconds in hand_made.items():
+        record_file = out / name / "seed2020.json"
+        record = json.loads(record_file.read_text())
+        record["train_seconds"] = {row: seconds for row in record["train_seconds"]}
+        record_file.write_text(json.dumps(record))
+    text = compare(dataset, files, overrides, seeds=2, methods=methods, out_dir=out, status=True)
+    assert text.splitlines()[-1] == "5 of 10 runs finished, after 4.0 h of training"
+    assert capsys.readouterr().out.rstrip().endswith("nothing was trained)")
+
+
 @pytest.mark.parametrize("option", ["--status", "--ablation", "--seeds=2", "--methods=SASRec", "--compare_dir=x"])
 def test_a_compare_option_without_compare_is_one_error_line(option, capsys):
     import run_llmd4rec as run_script_module
