@@ -149,6 +149,11 @@ class ResumableTrainer(Trainer):
         self.logger.info(f"resuming training from {self.resume_file} at epoch {self.start_epoch}")
         return True
 
+    @property
+    def finished_training(self):
+        """Whether the state ``resume`` loaded leaves no epoch to train."""
+        return self.resumed and self.start_epoch >= self.epochs
+
     def _save_training_state(self, epoch_idx, train_data):
         if not self._writes_files:
             return
@@ -163,7 +168,8 @@ class ResumableTrainer(Trainer):
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self._start_clock()
-        if self.resume(train_data) and self.start_epoch >= self.epochs:
+        self.resume(train_data)
+        if self.finished_training:
             # Killed after its last epoch: RecBole's fit would save the current weights over the
             # best epoch's file, so the result is returned here.
             self._training_done()
@@ -408,38 +414,41 @@ class MutualDistillTrainer(AbstractTrainer):
         """Train ``student`` to early stopping, learning from ``teacher`` (or alone);
         returns (seconds, epochs). The teacher's store lives only as long as the phase."""
         started = time.time()
-        store = None
-        if teacher is not None:
-            topk = self.config["teacher_topk"] if self.config["teacher_store"] == "topk" else None
-            store = TeacherStore.build(
-                teacher, self.train_dataset, self.run_dir / f"{name}_teacher",
-                self.config["teacher_batch_size"], self.device,
-                make_distiller(distiller, student, student_config, topk),
-                memory_limit=int(self.config["teacher_memory_gib"] * 2**30), show_progress=self.show_progress,
-            )
-            self.teacher_passes[name] = store.forward_passes
-        self.logger.info(set_color(f"LLMD4Rec phase {name}", "green") +
-                         f": {type(student).__name__}, teacher {type(teacher).__name__ if teacher else 'none'}")
-        try:
-            epochs, earlier_seconds = self._fit_to_early_stopping(name, student, student_config, store, started)
-        finally:
-            if store is not None:
-                store.close()
-        return earlier_seconds + time.time() - started, epochs
-
-    def _fit_to_early_stopping(self, name, student, student_config, store, started):
         train_loader = get_dataloader(student_config, "train")(
             student_config, self.train_dataset, None, shuffle=student_config["shuffle"]
         )
         best_file, training_file = self._phase_files(name)
         phase = PhaseTrainer(
-            student_config, student, teacher=store,
+            student_config, student,
             micro_batch_size=self.micro_batch_size if student is self.llm else None,
             saved_model_file=best_file, resume_file=training_file,
         )
         phase.clock_started = started
         phase.keeps_training_state = True  # until state.pth marks the step finished (_run_step)
-        if not phase.resume(train_loader):
+        resumed = phase.resume(train_loader)
+        # A phase a kill left trained but unrecorded needs no teacher: its store is not built again.
+        if teacher is not None and not phase.finished_training:
+            topk = self.config["teacher_topk"] if self.config["teacher_store"] == "topk" else None
+            phase.teacher = TeacherStore.build(
+                teacher, self.train_dataset, self.run_dir / f"{name}_teacher",
+                self.config["teacher_batch_size"], self.device,
+                make_distiller(distiller, student, student_config, topk),
+                memory_limit=int(self.config["teacher_memory_gib"] * 2**30), show_progress=self.show_progress,
+            )
+            self.teacher_passes[name] = phase.teacher.forward_passes
+        self.logger.info(set_color(f"LLMD4Rec phase {name}", "green") +
+                         f": {type(student).__name__}, teacher {type(teacher).__name__ if teacher else 'none'}")
+        try:
+            self._fit_to_early_stopping(name, phase, train_loader, resumed)
+        finally:
+            if phase.teacher is not None:
+                phase.teacher.close()
+        if os.path.isfile(phase.saved_model_file):  # back to the phase's best epoch
+            student.load_state_dict(load_checkpoint(phase.saved_model_file)["state_dict"])
+        return phase.earlier_seconds + time.time() - started, len(phase.train_loss_dict)
+
+    def _fit_to_early_stopping(self, name, phase, train_loader, resumed):
+        if not resumed:
             # The weights a phase starts from are its first candidate: early stopping keeps
             # them unless an epoch validates better, so a phase never ends worse on valid.
             start_result = phase.evaluate(self.valid_data, load_best_model=False, show_progress=self.show_progress)
@@ -454,9 +463,6 @@ class MutualDistillTrainer(AbstractTrainer):
                 "lower learning_rate or the phase's distillation coefficient and rerun: with other settings it is "
                 "a new run, which starts from round 0 unless crm_checkpoint names a trained SASRec"
             ) from None
-        if os.path.isfile(phase.saved_model_file):  # back to the phase's best epoch
-            student.load_state_dict(load_checkpoint(phase.saved_model_file)["state_dict"])
-        return len(phase.train_loss_dict), phase.earlier_seconds
 
     def _evaluate_round(self, t, model_name, seconds, epochs):
         evaluator = self.crm_evaluator if model_name == "CRM" else self.llm_evaluator

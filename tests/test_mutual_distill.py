@@ -135,6 +135,7 @@ def test_a_kill_after_a_phase_trained_but_before_its_step_was_saved_trains_nothi
                         lambda self, *args, **kwargs: epochs_trained.append(1) or original_epoch(self, *args, **kwargs))
     _, resumed = run("killed")
     assert epochs_trained == []  # round 2's CRM phase had finished: its kept state says so
+    assert resumed.teacher_passes == {}  # nor was its teacher's store built again
     assert _table(resumed) == _table(uninterrupted)
     assert not list(resumed.run_dir.glob("round*_*.pth"))  # a finished step's phase files are removed
 
