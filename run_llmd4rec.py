@@ -50,15 +50,15 @@ def main(argv=None):
         config_files.insert(0, str(PROPERTIES_DIR / MAIN_JOB_CONFIG))
     model = args.model or MAIN_JOB_MODEL
     dataset = args.dataset or MAIN_JOB_DATASET
-    if args.compare:
-        from recbole_llmd4rec.compare import DEFAULT_SEEDS, compare
-
-        seeds = DEFAULT_SEEDS if args.seeds is None else args.seeds
-        compare(dataset, config_files, overrides, seeds, args.methods, args.ablation, out_dir=args.compare_dir,
-                status=args.status)
-        return 0
     try:
-        run_llmd4rec(model=model, dataset=dataset, config_file_list=config_files, cmd_args=overrides)
+        if args.compare:
+            from recbole_llmd4rec.compare import DEFAULT_SEEDS, compare
+
+            seeds = DEFAULT_SEEDS if args.seeds is None else args.seeds
+            compare(dataset, config_files, overrides, seeds, args.methods, args.ablation, out_dir=args.compare_dir,
+                    status=args.status)
+        else:
+            run_llmd4rec(model=model, dataset=dataset, config_file_list=config_files, cmd_args=overrides)
     except LLMD4RecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Optional
 
 from recbole_llmd4rec.atomic import replacing
+from recbole_llmd4rec.errors import LLMD4RecError
 
 NOT_METRICS = ("round", "model", "split", "phase_seconds", "epochs")  # the other columns of rounds.json
 DEFAULT_SEEDS = 3
@@ -129,6 +130,10 @@ ABLATIONS = [
     Method("LLMD4Rec_no_loop", "LLMD4Rec", {}, ("LLMD4Rec",), _ablation_rows("w/o loop"), first_round_of="LLMD4Rec"),
 ]
 ALL_METHODS = METHODS + ABLATIONS + OPT_IN  # every name --methods accepts
+# Overrides reach every run, so these would erase what tells the LLMD4Rec runs apart, or where each
+# run keeps its files and which seed it has: refused.
+PER_RUN_KEYS = (*dict.fromkeys(key for m in ALL_METHODS if m.model == "LLMD4Rec" for key in m.settings),
+                "crm_checkpoint", "llm_checkpoint", "start_state", "checkpoint_dir", "seed")
 IMPROVEMENTS = (("LLMD4Rec_C", "SASRec"), ("LLMD4Rec_L", "E4SRec"))  # (row, the backbone it improves)
 # (ablation row, the full LLMD4Rec row it takes a component from)
 FULL_ROW = {part: row for row, part in next(m for m in METHODS if m.name == "LLMD4Rec").rows}
@@ -155,23 +160,27 @@ def against_spread(row, base, metric):
     return "higher" if difference > 0 else "lower"
 
 
-def yaml_settings(config_files):
+def yaml_settings(config_files, dataset):
     """What the runs read besides the overrides: the user's and the plugin's yaml files, parsed,
     so an edited value retrains instead of reusing a stale result, while an edited comment, or
-    the same files in another checkout or install, keeps every finished run."""
+    the same files in another checkout or install, keeps every finished run. The protocol for
+    data sets without a yaml of their own counts only for those that read it, so its arrival
+    left the finished runs of the others valid."""
     import yaml
 
-    from recbole_llmd4rec.config import DATASET_CONFIG_DIR, PROPERTIES_DIR
+    from recbole_llmd4rec.config import CONVERTED_DATASET_CONFIG, DATASET_CONFIG_DIR, PROPERTIES_DIR, dataset_config_file
 
+    unread = {DATASET_CONFIG_DIR / CONVERTED_DATASET_CONFIG} - {dataset_config_file(dataset)}
     named = [(f"config file {index + 1}", Path(file)) for index, file in enumerate(config_files)]
     for root in (PROPERTIES_DIR, DATASET_CONFIG_DIR):
-        named += [(f"{root.name}/{path.relative_to(root).as_posix()}", path) for path in sorted(root.rglob("*.yaml"))]
+        named += [(f"{root.name}/{path.relative_to(root).as_posix()}", path) for path in sorted(root.rglob("*.yaml"))
+                  if path not in unread]
     settings = []
     for name, path in named:
         try:
             settings.append((name, yaml.safe_load(path.read_text(encoding="utf-8"))))
         except (OSError, yaml.YAMLError) as exc:
-            raise SystemExit(f"error: cannot read {path} ({type(exc).__name__}): fix the file or its path") from None
+            raise LLMD4RecError(f"cannot read {path} ({type(exc).__name__}): fix the file or its path") from None
     return settings
 
 
@@ -187,7 +196,7 @@ def run_one(spec):
 
     method = next(m for m in ALL_METHODS if m.name == spec["method"])
     if method.first_round_of:
-        raise SystemExit(f"error: {method.name} is read from {method.first_round_of}'s run, not trained")
+        raise LLMD4RecError(f"{method.name} is read from {method.first_round_of}'s run, not trained")
     config_dict = {**method.settings, **spec["checkpoints"], "seed": spec["seed"],
                    "checkpoint_dir": spec["run_dir"]}
     result = run_llmd4rec(method.model, spec["dataset"], spec["config_files"], config_dict,
@@ -303,7 +312,7 @@ class Comparison:
         self.methods = methods
         self.out_dir = Path(out_dir).resolve()
         self.records = {}  # (method name, seed) -> result record
-        self.settings = yaml_settings(self.config_files)
+        self.settings = yaml_settings(self.config_files, dataset)
 
     def checkpoint(self, method_name, seed):
         """The model file a finished run kept (records hold it relative to the folder), or None."""
@@ -416,7 +425,7 @@ class Comparison:
             missing = [base for base in method.starts_from
                        if base not in earlier and not all((base, seed) in self.records for seed in self.seeds)]
             if missing:
-                raise SystemExit(f"error: {method.name} starts from {', '.join(missing)}: add it to --methods")
+                raise LLMD4RecError(f"{method.name} starts from {', '.join(missing)}: add it to --methods")
             earlier.add(method.name)
 
     def _first_round(self, method, seed, spec):
@@ -425,7 +434,7 @@ class Comparison:
         rounds = base.get("rounds")
         if rounds is None:
             base_file = self.out_dir / method.first_round_of / f"seed{seed}.json"
-            raise SystemExit(f"error: {method.name} reads round 1 of {base_file}, which holds no round table: "
+            raise LLMD4RecError(f"{method.name} reads round 1 of {base_file}, which holds no round table: "
                              "delete that file and rerun (the run resumes from its kept state)")
         record = {"method": method.name, "seed": seed, "fingerprint": spec["fingerprint"],
                   "torch_threads": base["torch_threads"], "checkpoint": None, "latency_ms": {},
@@ -453,8 +462,9 @@ class Comparison:
             )
         if completed.returncode != 0 or self._finished(spec) is None:
             tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
-            raise SystemExit(f"error: {spec['method']} (seed {spec['seed']}) failed: {tail[0] if tail else ''} "
-                             f"(whole log: {log_file}); finished runs are kept, rerun to resume")
+            reason = tail[0].removeprefix("error: ") if tail else ""
+            raise LLMD4RecError(f"{spec['method']} (seed {spec['seed']}) failed: {reason} "
+                                f"(whole log: {log_file}); finished runs are kept, rerun to resume")
 
     # ---- tables -------------------------------------------------------------------------------
     @property
@@ -593,7 +603,7 @@ def select_methods(names, ablation):
         wanted = [name.strip() for name in names.split(",") if name.strip()]
         unknown = [name for name in wanted if name not in {m.name for m in ALL_METHODS}]
         if unknown:
-            raise SystemExit(f"error: unknown method {unknown[0]!r}; choose from "
+            raise LLMD4RecError(f"unknown method {unknown[0]!r}; choose from "
                              f"{', '.join(m.name for m in ALL_METHODS)}")
     else:
         wanted = [m.name for m in METHODS]
@@ -609,8 +619,15 @@ def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None,
     """Run (or resume) the comparison; returns the Markdown table. With ``status``, print each
     run's state instead and return those lines."""
     if seeds < 1:
-        raise SystemExit(f"error: --seeds must be >= 1, got {seeds}")
+        raise LLMD4RecError(f"--seeds must be >= 1, got {seeds}")
+    given = [arg[2:].partition("=")[0] for arg in overrides if arg.startswith("--")]
+    refused = [key for key in given if key in PER_RUN_KEYS]
+    if refused:
+        raise LLMD4RecError(f"--{refused[0]} cannot go to a comparison: each run sets {', '.join(PER_RUN_KEYS)} "
+                            "itself (--seeds sets how many seeds); drop it, or run one model with it alone")
     out_dir = out_dir or Path("saved") / f"compare-{dataset}"
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise LLMD4RecError(f"--compare_dir {out_dir} is a file: name a folder (it is made if missing)")
     comparison = Comparison(dataset, config_files, overrides, seeds, select_methods(methods, ablation), out_dir)
     if status:
         lines = comparison.status()
@@ -631,7 +648,11 @@ def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None,
 def main(argv=None):
     parser = argparse.ArgumentParser(description="internal: one (method, seed) of a comparison")
     parser.add_argument("--run-one", required=True, help="the run's spec as JSON")
-    run_one(json.loads(parser.parse_args(argv).run_one))
+    try:
+        run_one(json.loads(parser.parse_args(argv).run_one))
+    except LLMD4RecError as exc:  # the parent quotes the log's last line
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -31,18 +31,22 @@ def _resource_dir(name):
     raise ConfigError(f"the plugin's '{name}' folder is missing: reinstall with `pip install .`")
 
 
+BUNDLED_DATASET = "ml-100k"  # the data set that ships inside recbole
 PROPERTIES_DIR = _resource_dir("properties")
 RECBOLE_MODEL_PROPERTIES = Path(recbole.__file__).parent / "properties" / "model"
 DATASET_CONFIG_DIR = _resource_dir("dataset_configs")
+CONVERTED_DATASET_CONFIG = "converted.yaml"  # for a data set without a yaml of its own
+
+
+def dataset_config_file(dataset):
+    """The plugin's yaml for a data set: its own, or the protocol of ``CONVERTED_DATASET_CONFIG``."""
+    own = DATASET_CONFIG_DIR / f"{dataset}.yaml"
+    return own if own.is_file() else DATASET_CONFIG_DIR / CONVERTED_DATASET_CONFIG
 
 
 def plugin_config_files(model, dataset):
     """The plugin's yaml files for a model and a data set, lowest precedence first."""
-    return [
-        PROPERTIES_DIR / "overall.yaml",
-        PROPERTIES_DIR / "model" / f"{model}.yaml",
-        DATASET_CONFIG_DIR / f"{dataset}.yaml",
-    ]
+    return [PROPERTIES_DIR / "overall.yaml", PROPERTIES_DIR / "model" / f"{model}.yaml", dataset_config_file(dataset)]
 
 
 def recbole_parent_config_files(model_class):
@@ -102,6 +106,41 @@ def check_value_type(key, default, value):
         )
 
 
+def check_config_file(path):
+    """A user's yaml file must exist and hold a mapping of keys (RecBole reads it as one)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as file:
+            content = yaml.safe_load(file)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid yaml{line}: {problem}") from None
+    if content is not None and not isinstance(content, dict):
+        raise ConfigError(f"config file {path} must hold 'key: value' lines, not a {_type_name(content)}")
+
+
+def check_training_settings(config):
+    """RecBole's own training keys, which RecBole checks late (a traceback mid-run) or never."""
+    for key in ("epochs", "train_batch_size", "eval_batch_size"):
+        require_int(config, key, 1)
+    require_int(config, "stopping_step", 0, " (0: stop at the first epoch that does not improve)")
+    if not config["learning_rate"] > 0:
+        raise ConfigError(f"learning_rate must be > 0, got {config['learning_rate']!r}")
+    topk = config["topk"]
+    if not topk or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in topk):
+        raise ConfigError(f"topk must be a list of ints >= 1 (e.g. [5, 10, 20]), got {topk!r}")
+    metric, _, cutoff = str(config["valid_metric"]).lower().partition("@")
+    metrics = [str(name).lower() for name in config["metrics"]]
+    if metric not in metrics or (cutoff and (not cutoff.isdigit() or int(cutoff) not in topk)):
+        raise ConfigError(
+            f"valid_metric {config['valid_metric']!r} is not among what is evaluated (metrics {config['metrics']}, "
+            f"topk {topk}): name one of those metrics at one of those cut-offs, e.g. NDCG@10"
+        )
+
+
 def _parse_literal(text):
     """``"3"`` -> 3, ``"[5, 10]"`` -> [5, 10], ``"true"`` -> True, ``"SASRec"`` -> "SASRec"."""
     if text.lower() in ("true", "false"):
@@ -124,12 +163,9 @@ class Config(RecBoleConfig):
             "cmd_args": list(self._cmd_args),
         }
         for file in config_file_list or []:
-            if not os.path.isfile(file):
-                raise ConfigError(f"config file not found: {file}")
-        try:
-            super().__init__(model, dataset, config_file_list, config_dict)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"a config file is not valid yaml: {exc}".replace("\n", " ")) from None
+            check_config_file(file)
+        super().__init__(model, dataset, config_file_list, config_dict)
+        check_training_settings(self)
 
     def for_model(self, model, overrides=None):
         """The config ``model`` gets from the same user inputs, then ``overrides`` on top.
@@ -145,6 +181,7 @@ class Config(RecBoleConfig):
         for key, value in (overrides or {}).items():
             check_value_type(key, config.final_config_dict.get(key), value)
             config[key] = value
+        check_training_settings(config)
         return config
 
     def _convert_config_dict(self, config_dict):
@@ -185,6 +222,17 @@ class Config(RecBoleConfig):
             config_dict = self._update_internal_config_dict(str(file))
             if file.parent == DATASET_CONFIG_DIR and config_dict:
                 self.parameters["Dataset"] += [k for k in config_dict if k not in self.parameters["Dataset"]]
+
+    def _set_default_parameters(self):
+        # RecBole checks some values here (topk, metrics, eval_args, ...) with its own exception types.
+        try:
+            super()._set_default_parameters()
+        except (ValueError, TypeError, NotImplementedError, RuntimeError) as exc:
+            raise ConfigError(f"{exc}: fix it in your yaml file or on the command line") from None
+        # RecBole points ml-100k at its bundled copy whatever data_path says; a data_path the
+        # user gives is where they keep their own copy, and a wrong one must say so.
+        if self.dataset == BUNDLED_DATASET and "data_path" in self.external_config_dict:
+            self.final_config_dict["data_path"] = os.path.join(self.external_config_dict["data_path"], self.dataset)
 
     def _get_final_config_dict(self):
         for key, value in self.external_config_dict.items():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from recbole_llmd4rec.errors import LLMD4RecError
+from recbole_llmd4rec.errors import LLMD4RecError, first_reason
 
 TINY_LLM_NAME = "tiny-qwen2"
 TINY_PAD_TOKEN = "<|endoftext|>"  # Qwen's end-of-text token, used as padding as Qwen does
@@ -82,7 +82,12 @@ def build_tiny_llm(tiny_config, cache_dir, seed):
     tokenizer = qwen_tokenizer()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = Qwen2Model(Qwen2Config(vocab_size=len(tokenizer), tie_word_embeddings=False, **tiny_config))
+        try:
+            model = Qwen2Model(Qwen2Config(vocab_size=len(tokenizer), tie_word_embeddings=False, **tiny_config))
+        except (ValueError, TypeError, ZeroDivisionError) as exc:
+            raise LLMD4RecError(f"tiny_llm {tiny_config} does not make a Qwen2 model ({type(exc).__name__}: "
+                                f"{first_reason(exc)}): e.g. hidden_size must be a multiple of num_attention_heads, "
+                                f"num_attention_heads of num_key_value_heads") from None
     temporary = target.with_name(target.name + f".tmp{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)
     model.save_pretrained(temporary)
@@ -115,7 +120,10 @@ def check_decoder_directory(path):
         )
     if not (path / "config.json").is_file():
         raise LLMD4RecError(f"llm_path {path} has no config.json: it is not a Hugging Face model folder")
-    model_config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    try:
+        model_config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise LLMD4RecError(f"llm_path {path}: cannot read its config.json ({first_reason(exc)})") from None
     model_type = model_config.model_type
     if (
         getattr(model_config, "is_encoder_decoder", False)
@@ -136,6 +144,9 @@ def load_backbone(llm_path, dtype, cache_dir, tiny_config, seed, gguf_file=None,
         llm_path = build_tiny_llm(tiny_config, cache_dir, seed)
     elif gguf_file is None:
         check_decoder_directory(llm_path)
+    elif not (Path(llm_path) / gguf_file).is_file():
+        raise LLMD4RecError(f"llm_gguf_file {gguf_file} is not in llm_path {llm_path}: give the folder that holds it "
+                            "as llm_path and the file's name as llm_gguf_file")
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(llm_path, trust_remote_code=False, **extra)

@@ -8,13 +8,15 @@ from logging import getLogger
 
 import torch
 from recbole.data import create_dataset, data_preparation
-from recbole.utils import dict2str, init_logger, init_seed, set_color
+from recbole.utils import FeatureType, dict2str, init_logger, init_seed, set_color
 
 from recbole_llmd4rec.atomic import replacing
-from recbole_llmd4rec.config import Config
+from recbole_llmd4rec.config import BUNDLED_DATASET, Config
 from recbole_llmd4rec.errors import DatasetNotFoundError, LLMD4RecError, first_reason
 from recbole_llmd4rec.utils import get_model, get_trainer
 
+BUNDLED_HINT = "drop --data_path to use the copy that ships inside recbole, or point it at the folder holding ml-100k/"
+FEATURE_KINDS = tuple(kind.value for kind in FeatureType)  # token, token_seq, float, float_seq
 CONVERT_HINT = (
     "convert a sequence file with `python -m recbole_llmd4rec.data.convert --input FILE.txt "
     "--name {name} --output DIR` and pass --data_path=DIR"
@@ -33,10 +35,39 @@ def check_dataset_files(config):
     ]
     missing = [path for path in expected if not os.path.isfile(path)]
     if missing:
-        raise DatasetNotFoundError(
-            f"data set '{name}' not found: looked for {os.path.abspath(missing[0])}; "
-            + CONVERT_HINT.format(name=name)
+        hint = BUNDLED_HINT if name == BUNDLED_DATASET else CONVERT_HINT.format(name=name)
+        raise DatasetNotFoundError(f"data set '{name}' not found: looked for {os.path.abspath(missing[0])}; {hint}")
+    for path in expected:
+        check_inter_header(path, config)
+
+
+def check_inter_header(path, config):
+    """The .inter file's header names ``name:type`` columns, among them every column ``load_col``
+    asks for, and data rows follow: RecBole would fail later, deep in pandas or in the split."""
+    with open(path, encoding=config["encoding"] or "utf-8", errors="replace") as file:
+        header, first_row = file.readline().rstrip("\r\n"), file.readline().strip()
+    if not header:
+        raise LLMD4RecError(f"{path} is empty: it needs a header (e.g. user_id:token, item_id:token and "
+                            "timestamp:float, tab-separated) and one interaction per line")
+    columns = {}
+    for column in header.split(config["field_separator"]):
+        field, _, kind = column.partition(":")
+        if kind not in FEATURE_KINDS:
+            raise LLMD4RecError(
+                f"{path}: header column {column!r} is not name:type (type one of {', '.join(FEATURE_KINDS)}, "
+                f"columns separated by {config['field_separator']!r}), e.g. user_id:token; fix the header"
+            )
+        columns[field] = kind
+    load_col = config["load_col"]
+    wanted = load_col.get("inter", []) if isinstance(load_col, dict) else []
+    absent = [column for column in wanted if column not in columns]
+    if absent:
+        raise LLMD4RecError(
+            f"{path} has no column {absent[0]!r} (its header: {header!r}), which load_col names: add it, or set "
+            "load_col and the fields it feeds (e.g. TIME_FIELD) in a yaml passed with --config_files"
         )
+    if not first_row:
+        raise LLMD4RecError(f"{path} holds no interactions below its header")
 
 
 def load_dataset(config):
@@ -44,7 +75,7 @@ def load_dataset(config):
     check_dataset_files(config)
     try:
         dataset = create_dataset(config)
-    except (ValueError, KeyError, IndexError) as exc:
+    except (ValueError, KeyError, IndexError, TypeError) as exc:  # pandas on rows of the wrong width: TypeError
         raise LLMD4RecError(
             f"could not load data set '{config['dataset']}' from {os.path.abspath(config['data_path'])}: "
             f"{type(exc).__name__}: {exc}; check the atomic files' header (e.g. user_id:token) and columns"
@@ -74,7 +105,12 @@ def run_llmd4rec(model=None, dataset=None, config_file_list=None, config_dict=No
     dataset, train_data, valid_data, test_data = load_dataset(config)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    try:
+        model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    except ValueError as exc:  # RecBole's models say so when the data set lacks a field they need
+        reason = first_reason(exc).rstrip(".")
+        raise LLMD4RecError(f"{config['model']} cannot be built on data set '{config['dataset']}': {reason}; "
+                            "check its atomic files and the fields the config names") from None
     logger.info(model)
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)

@@ -9,6 +9,7 @@ import torch
 
 from conftest import TESTS, TINY_YAML
 from recbole_llmd4rec.compare import METHODS, Comparison, against_spread, compare, select_methods
+from recbole_llmd4rec.errors import LLMD4RecError
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_the_no_loop_ablation_is_round_1_of_the_llmd4rec_run(finished, tmp_path,
     edited = Comparison(dataset, files, overrides, 1, select_methods("LLMD4Rec_no_loop", False), out)
     edited.records[("LLMD4Rec", 2020)] = {key: value for key, value in full.items() if key != "rounds"}
     no_loop = next(m for m in edited.methods if m.name == "LLMD4Rec_no_loop")
-    with pytest.raises(SystemExit, match="holds no round table: delete that file and rerun"):
+    with pytest.raises(LLMD4RecError, match="holds no round table: delete that file and rerun"):
         edited._first_round(no_loop, 2020, edited.spec(no_loop, 2020))
     monkeypatch.undo()
 
@@ -159,9 +160,9 @@ def test_the_spread_judgement_on_hand_made_rows():
 
 def test_a_method_without_its_base_is_refused(tmp_path):
     comparison = Comparison("toy", [], [], 1, select_methods("LLMD4Rec", False), tmp_path)
-    with pytest.raises(SystemExit, match="LLMD4Rec starts from SASRec: add it to --methods"):
+    with pytest.raises(LLMD4RecError, match="LLMD4Rec starts from SASRec: add it to --methods"):
         comparison.run(log=lambda message: None)
-    with pytest.raises(SystemExit, match="unknown method 'BERT4Rec'"):
+    with pytest.raises(LLMD4RecError, match="unknown method 'BERT4Rec'"):
         select_methods("SASRec,BERT4Rec", False)
     assert [m.name for m in select_methods(None, True)][: len(METHODS)] == [m.name for m in METHODS]
     assert "SASRec_RecBole" not in [m.name for m in select_methods(None, True)]
@@ -171,7 +172,7 @@ def test_a_method_without_its_base_is_refused(tmp_path):
     # bases are checked before anything trains
     comparison = Comparison("toy", [], [], 1, select_methods("SASRec,LLMD4Rec_no_sample_weight,KD_LLM_to_CRM",
                                                              False), tmp_path)
-    with pytest.raises(SystemExit, match="KD_LLM_to_CRM starts from E4SRec"):
+    with pytest.raises(LLMD4RecError, match="KD_LLM_to_CRM starts from E4SRec"):
         comparison.run(log=lambda message: pytest.fail(f"started: {message}"))
     assert [m.model for m in select_methods("SASRec_RecBole,SASRec", False)] == ["SASRecD", "SASRec"]
 
@@ -275,11 +276,11 @@ def test_the_fingerprint_reads_yaml_values_not_their_text_or_place(tmp_path):
     changed.write_text("learning_rate: 0.002\n")
     assert sasrec_fingerprint(moved) == sasrec_fingerprint(original)
     assert sasrec_fingerprint(changed) != sasrec_fingerprint(original)
-    with pytest.raises(SystemExit, match=r"^error: cannot read .*missing\.yaml \(FileNotFoundError\)"):
+    with pytest.raises(LLMD4RecError, match=r"^cannot read .*missing\.yaml \(FileNotFoundError\)"):
         sasrec_fingerprint(tmp_path / "missing.yaml")
     malformed = tmp_path / "malformed.yaml"
     malformed.write_text("learning_rate: [0.001\n")
-    with pytest.raises(SystemExit, match=r"^error: cannot read .*malformed\.yaml \(\w*Error\)"):
+    with pytest.raises(LLMD4RecError, match=r"^cannot read .*malformed\.yaml \(\w*Error\)"):
         sasrec_fingerprint(malformed)
 
 
@@ -318,3 +319,37 @@ def test_a_record_names_its_model_file_relative_to_the_folder_unless_it_lies_out
     comparison.records[("E4SRec", 2020)] = {"checkpoint": str(outside)}
     assert comparison.checkpoint("SASRec", 2020) == out / "SASRec" / "seed2020" / "sasrec.pth"
     assert comparison.checkpoint("E4SRec", 2020) == outside
+
+
+def test_the_protocol_for_data_sets_without_a_yaml_counts_only_where_it_is_read(tmp_path, monkeypatch):
+    """Finished runs on a data set with its own yaml (Beauty, ml-100k) keep their fingerprint
+    whatever converted.yaml says; runs on a data set that reads it retrain when it changes."""
+    from recbole_llmd4rec import config as config_module
+
+    dataset_configs = tmp_path / "dataset_configs"
+    shutil.copytree(config_module.DATASET_CONFIG_DIR, dataset_configs)
+    monkeypatch.setattr(config_module, "DATASET_CONFIG_DIR", dataset_configs)
+
+    def sasrec_fingerprint(dataset):
+        comparison = Comparison(dataset, [], [], 1, select_methods("SASRec", False), tmp_path)
+        return comparison.spec(comparison.methods[0], 2020)["fingerprint"]
+
+    before = {dataset: sasrec_fingerprint(dataset) for dataset in ("beauty", "mine")}
+    converted = dataset_configs / config_module.CONVERTED_DATASET_CONFIG
+    converted.write_text(converted.read_text().replace("MAX_ITEM_LIST_LENGTH: 50", "MAX_ITEM_LIST_LENGTH: 20"))
+    assert sasrec_fingerprint("beauty") == before["beauty"]
+    assert sasrec_fingerprint("mine") != before["mine"]
+
+
+@pytest.mark.parametrize("override", ["--mutual_rounds=3", "--distiller=leader", "--checkpoint_dir=x", "--seed=7"])
+def test_a_key_each_run_sets_itself_is_refused(tmp_path, override):
+    key = override[2:].split("=")[0]
+    with pytest.raises(LLMD4RecError, match=f"^--{key} cannot go to a comparison"):
+        compare("tiny", [str(TINY_YAML)], [override], seeds=1, methods="SASRec", out_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_compare_dir_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "runs").write_text("")
+    with pytest.raises(LLMD4RecError, match="--compare_dir .*runs is a file: name a folder"):
+        compare("tiny", [str(TINY_YAML)], [], seeds=1, methods="SASRec", out_dir=tmp_path / "runs")

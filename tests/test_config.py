@@ -92,10 +92,50 @@ def test_malformed_override_is_refused(tiny, bad):
 def test_missing_and_malformed_config_files(tiny, tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         Config("SASRec", "tiny", [str(tmp_path / "nope.yaml")])
+    good = tmp_path / "good.yaml"
+    good.write_text("epochs: 1\n")
     broken = tmp_path / "broken.yaml"
-    broken.write_text("epochs: [1,\n")
-    with pytest.raises(ConfigError, match="not valid yaml"):
-        Config("SASRec", "tiny", [str(broken)])
+    broken.write_text("epochs: 1\ntopk: [5,\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"config file .*broken\.yaml is not valid yaml at line \d"):
+        Config("SASRec", "tiny", [str(good), str(broken)])
+    listed = tmp_path / "listed.yaml"
+    listed.write_text("- epochs: 1\n")
+    with pytest.raises(ConfigError, match=r"listed\.yaml must hold 'key: value' lines, not a list"):
+        Config("SASRec", "tiny", [str(listed)])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("--epochs=0", "epochs must be an int >= 1, got 0"), ("--train_batch_size=0", "train_batch_size must be"),
+     ("--eval_batch_size=-4", "eval_batch_size must be"), ("--stopping_step=-1", "stopping_step must be"),
+     ("--learning_rate=-0.1", "learning_rate must be > 0"), ("--learning_rate=0", "learning_rate must be > 0"),
+     ("--topk=foo", r"The topk \[foo\] must be"), ("--topk=[0,10]", "topk must be a positive integer"),
+     ("--valid_metric=MRR@10", "valid_metric 'MRR@10' is not among what is evaluated"),
+     ("--valid_metric=NDCG@50", "valid_metric 'NDCG@50' is not among what is evaluated")],
+)
+def test_training_settings_recbole_would_fail_on_late_are_refused(tiny, override, message):
+    with pytest.raises(ConfigError, match=message):
+        Config("SASRec", **tiny, cmd_args=[override])
+
+
+def test_a_models_own_section_is_checked_too(tiny):
+    config = Config("SASRec", **tiny)
+    with pytest.raises(ConfigError, match="epochs must be an int >= 1, got 0"):
+        config.for_model("SASRec", {"epochs": 0})
+
+
+def test_a_data_set_without_a_yaml_of_its_own_gets_the_papers_protocol(tiny):
+    config = Config("SASRec", "mine", config_dict={"data_path": "somewhere"})
+    assert config["load_col"]["inter"] == ["user_id", "item_id", "timestamp"]
+    assert config["eval_args"]["split"] == {"LS": "valid_and_test"} and config["eval_args"]["order"] == "TO"
+    assert config["valid_metric"] == "NDCG@10"
+
+
+def test_ml_100k_is_read_from_a_data_path_the_user_gives(tiny):
+    import os
+
+    assert Config("SASRec", "ml-100k")["data_path"].endswith(os.path.join("dataset_example", "ml-100k"))
+    assert Config("SASRec", "ml-100k", config_dict={"data_path": "mine"})["data_path"] == os.path.join("mine", "ml-100k")
 
 
 def test_missing_model_or_dataset(tiny):
@@ -107,7 +147,7 @@ def test_missing_model_or_dataset(tiny):
 
 @pytest.mark.parametrize(
     "override, expected",
-    [("--topk=[5,20]", [5, 20]), ("--stopping_step=3", 3), ("--show_progress=true", True),
+    [("--topk=[5,10,20]", [5, 10, 20]), ("--stopping_step=3", 3), ("--show_progress=true", True),
      ("--valid_metric=Hit@5", "Hit@5"), ("--weight_decay=1e-4", 1e-4), ("--gpu_id=0,1", "0,1")],
 )
 def test_command_line_values_are_read_as_literals(tiny, override, expected):

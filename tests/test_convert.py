@@ -113,6 +113,9 @@ def test_missing_input_and_bad_name(workdir, capsys):
     _write_sequences(workdir / "seq.txt")
     with pytest.raises(LLMD4RecError, match="plain data set name"):
         convert(workdir / "seq.txt", "../escape", workdir / "out")
+    (workdir / "afile").write_text("")
+    with pytest.raises(LLMD4RecError, match="a file stands in its path; give --output a folder"):
+        convert(workdir / "seq.txt", "toy", workdir / "afile")
 
 
 BEAUTY = SHARED_DATASETS / "Beauty" / "Beauty.txt"

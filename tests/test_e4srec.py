@@ -161,6 +161,24 @@ def test_llm_path_errors(e4srec_setup, tmp_path):
     config, dataset, _ = e4srec_setup(llm_path=str(tmp_path / "bert"))
     with pytest.raises(LLMD4RecError, match="'bert' model, not a decoder"):
         E4SRec(config, dataset)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text('{"model_type": "qwen2",')
+    config, dataset, _ = e4srec_setup(llm_path=str(tmp_path / "broken"))
+    with pytest.raises(LLMD4RecError, match="cannot read its config.json"):
+        E4SRec(config, dataset)
+    config, dataset, _ = e4srec_setup(llm_path=str(tmp_path / "empty"), llm_gguf_file="model.gguf")
+    with pytest.raises(LLMD4RecError, match="llm_gguf_file model.gguf is not in llm_path"):
+        E4SRec(config, dataset)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"lora_r": 0}, "lora_r must be an int >= 1"),
+    ({"tiny_llm": {"hidden_size": 7}}, "does not make a Qwen2 model"),
+])
+def test_settings_that_make_no_backbone_are_refused(e4srec_setup, overrides, message):
+    config, dataset, _ = e4srec_setup(**overrides)
+    with pytest.raises(LLMD4RecError, match=message):
+        E4SRec(config, dataset)
 
 
 def test_e4srec_runs_through_recbole_trainer(tiny, llm_cache, caplog):

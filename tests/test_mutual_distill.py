@@ -190,6 +190,9 @@ def test_sample_weight_off_reaches_both_models(run, monkeypatch):
      ({"distill_gamma": -0.5}, ConfigError, "distill_gamma must be >= 0"),
      ({"distill_beta": -0.5}, ConfigError, "distill_beta must be >= 0"),
      ({"teacher_memory_gib": -1}, ConfigError, "teacher_memory_gib must be a number >= 0"),
+     ({"teacher_batch_size": 0}, ConfigError, "teacher_batch_size must be an int >= 1"),
+     ({"epochs": -1}, ConfigError, "epochs must be an int >= 1"),
+     ({"llm": {"epochs": 0}}, ConfigError, "epochs must be an int >= 1"),
      ({"enable_scaler": True}, ConfigError, "enable_scaler does not work with E4SRec's micro batches")],
 )
 def test_nonsense_settings_are_refused_before_training(run, workdir, overrides, error, message):

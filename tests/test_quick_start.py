@@ -4,7 +4,7 @@ import pytest
 import torch
 from recbole.trainer import Trainer
 
-from conftest import run_script
+from conftest import TESTS, run_script
 from recbole_llmd4rec import load_data_and_model, run_llmd4rec
 from recbole_llmd4rec.errors import DatasetNotFoundError, LLMD4RecError, first_reason
 
@@ -58,11 +58,30 @@ def test_missing_dataset_says_where_it_looked_and_how_to_convert(tiny, tmp_path)
                      config_dict={"data_path": str(tmp_path)})
 
 
-def test_malformed_atomic_file_is_a_clear_error(tiny, tmp_path):
+HEADER = "user_id:token\titem_id:token\ttimestamp:float\n"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", r"broken\.inter is empty: it needs a header"),
+    ("user item\n1 2\n", r"header column 'user item' is not name:type"),
+    ("user_id:token\titem_id:token\n1\t2\n", r"has no column 'timestamp' .*which load_col names"),
+    (HEADER, "holds no interactions below its header"),
+    (HEADER + "1\t2\n1\t3\t4\t9\t9\n1\n2\t2\t1\n", "could not load data set 'broken'"),  # rows of other widths
+])
+def test_malformed_atomic_file_is_a_clear_error(tiny, tmp_path, content, message):
     (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / "broken.inter").write_text("user item\n1 2\n")
-    with pytest.raises(LLMD4RecError, match="could not load data set 'broken'"):
+    (tmp_path / "broken" / "broken.inter").write_text(content)
+    with pytest.raises(LLMD4RecError, match=message):
         run_llmd4rec(model="SASRec", dataset="broken", config_file_list=tiny["config_file_list"],
+                     config_dict={"data_path": str(tmp_path)})
+
+
+def test_a_model_the_data_set_lacks_a_field_for_is_a_clear_error(tiny, tmp_path):
+    import shutil
+
+    shutil.copytree(TESTS / "data" / "tiny", tmp_path / "tiny", ignore=shutil.ignore_patterns("*.item"))
+    with pytest.raises(LLMD4RecError, match=r"S3Rec cannot be built on data set 'tiny': Field \[categories\]"):
+        run_llmd4rec(model="S3Rec", dataset="tiny", config_file_list=tiny["config_file_list"],
                      config_dict={"data_path": str(tmp_path)})
 
 
@@ -86,6 +105,8 @@ def test_mismatched_checkpoint_is_a_clear_error(tiny, tmp_path):
     [
         (["--model=NoSuchModel"], "unknown model 'NoSuchModel'"),
         (["--dataset=nothere", "--data_path=/nonexistent"], "data set 'nothere' not found"),
+        (["--dataset=ml-100k", "--data_path=/nonexistent"], "drop --data_path to use the copy that ships inside"),
+        (["--compare", "--dataset=ml-100k", "--mutual_rounds=3"], "--mutual_rounds cannot go to a comparison"),
         (["--epochs=abc"], "config key 'epochs' takes a int"),
         (["stray"], "cannot read argument 'stray'"),
     ],

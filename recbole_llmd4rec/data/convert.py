@@ -124,7 +124,11 @@ def convert(input_path, name, output_dir, attributes_path=None, force=False):
     existing = [path for path in (inter_file, item_file) if path is not None and path.exists()]
     if existing and not force:
         raise LLMD4RecError(f"{existing[0]} already exists; pass --force to overwrite it")
-    dataset_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        dataset_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise LLMD4RecError(f"cannot make the folder {dataset_dir}: a file stands in its path; "
+                            "give --output a folder") from None
 
     items_in_order = list(dict.fromkeys(item for _, items in sequences for item in items))
     _write_atomically(

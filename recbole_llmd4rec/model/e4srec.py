@@ -62,6 +62,7 @@ class E4SRec(SequentialRecommender):
         self.length_groups = require_int(config, "length_groups", 0, " (0: no grouping)")
         self.share_prompt = config["share_prompt"]
         self.llm_dtype = resolve_dtype(config["llm_dtype"], config["device"])
+        require_int(config, "lora_r", 1)  # checked before the backbone loads, which can take minutes
 
         backbone, tokenizer = load_backbone(
             config["llm_path"], self.llm_dtype, config["llm_cache_dir"], config["tiny_llm"], config["seed"],

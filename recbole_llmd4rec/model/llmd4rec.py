@@ -26,6 +26,7 @@ TEACHER_STORES = ("full", "topk")
 def check_llmd4rec_settings(config):
     """Refuse settings that make no sense, before anything is built or trained."""
     require_int(config, "mutual_rounds", 1, " (paper: 2)")
+    require_int(config, "teacher_batch_size", 1)
     if config["directions"] not in DIRECTIONS:
         raise ConfigError(f"directions must be one of {', '.join(DIRECTIONS)}; got {config['directions']!r}")
     if config["distiller"] not in DISTILLERS:
