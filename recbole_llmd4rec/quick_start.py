@@ -84,6 +84,12 @@ def load_dataset(config):
     # into prefix -> next-item training instances in place.
     getLogger().info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    for split, data in (("train", train_data), ("valid", valid_data), ("test", test_data)):
+        if len(data._dataset) == 0:  # RecBole would train on, then fail on a missing result
+            raise LLMD4RecError(
+                f"data set '{config['dataset']}' leaves the {split} split empty after RecBole's filters and "
+                f"split {config['eval_args']['split']}: leave-one-out needs users with at least 3 interactions"
+            )
     return dataset, train_data, valid_data, test_data
 
 

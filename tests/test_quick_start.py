@@ -67,6 +67,7 @@ HEADER = "user_id:token\titem_id:token\ttimestamp:float\n"
     ("user_id:token\titem_id:token\n1\t2\n", r"has no column 'timestamp' .*which load_col names"),
     (HEADER, "holds no interactions below its header"),
     (HEADER + "1\t2\n1\t3\t4\t9\t9\n1\n2\t2\t1\n", "could not load data set 'broken'"),  # rows of other widths
+    (HEADER + "1\t2\t1\n1\t3\t2\n2\t2\t1\n", "leaves the valid split empty"),  # no user with 3 items
 ])
 def test_malformed_atomic_file_is_a_clear_error(tiny, tmp_path, content, message):
     (tmp_path / "broken").mkdir()
