@@ -34,5 +34,5 @@ def test_installed_package_carries_properties_and_dataset_configs(tmp_path):
     assert os.path.isfile(os.path.join(properties, "overall.yaml"))
     assert os.path.isfile(os.path.join(properties, "model", "S3Rec.yaml"))
     assert os.path.isfile(os.path.join(properties, "main_job.yaml"))
-    for name in ("ml-100k", "beauty", "sports", "toys", "yelp"):
+    for name in ("ml-100k", "beauty", "sports", "toys", "yelp", "converted"):
         assert os.path.isfile(os.path.join(dataset_configs, f"{name}.yaml"))
