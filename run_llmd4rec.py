@@ -44,6 +44,7 @@ def main(argv=None):
         return 2
     from recbole_llmd4rec import LLMD4RecError, run_llmd4rec
     from recbole_llmd4rec.config import PROPERTIES_DIR
+    from recbole_llmd4rec.errors import report_bad_input
 
     config_files = args.config_files.split() if args.config_files else []
     if args.model is None and args.dataset is None:
@@ -60,8 +61,7 @@ def main(argv=None):
         else:
             run_llmd4rec(model=model, dataset=dataset, config_file_list=config_files, cmd_args=overrides)
     except LLMD4RecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_bad_input(exc)
     return 0
 
 

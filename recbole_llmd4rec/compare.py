@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Optional
 
 from recbole_llmd4rec.atomic import replacing
-from recbole_llmd4rec.errors import LLMD4RecError
+from recbole_llmd4rec.errors import LLMD4RecError, report_bad_input
 
 NOT_METRICS = ("round", "model", "split", "phase_seconds", "epochs")  # the other columns of rounds.json
 DEFAULT_SEEDS = 3
@@ -651,8 +651,7 @@ def main(argv=None):
     try:
         run_one(json.loads(parser.parse_args(argv).run_one))
     except LLMD4RecError as exc:  # the parent quotes the log's last line
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(report_bad_input(exc))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """The one exception type a user sees: its message says what went wrong and what to do."""
 
+import sys
+
+BAD_INPUT_EXIT_STATUS = 2  # what the run script and the converter exit with on an LLMD4RecError
+
 
 class LLMD4RecError(Exception):
     """Bad input from the user (config, data set, path, checkpoint).
@@ -27,3 +31,9 @@ def first_reason(exc):
     if len(lines) > 1 and lines[0].startswith(STATE_DICT_HEADING):
         return lines[1]
     return lines[0] if lines else type(exc).__name__
+
+
+def report_bad_input(exc):
+    """Print ``exc`` as the one ``error:`` line a command ends with; returns the exit status."""
+    print(f"error: {exc}", file=sys.stderr)
+    return BAD_INPUT_EXIT_STATUS

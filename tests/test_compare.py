@@ -353,3 +353,10 @@ def test_a_compare_dir_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "runs").write_text("")
     with pytest.raises(LLMD4RecError, match="--compare_dir .*runs is a file: name a folder"):
         compare("tiny", [str(TINY_YAML)], [], seeds=1, methods="SASRec", out_dir=tmp_path / "runs")
+
+
+def test_a_run_that_fails_is_one_error_line_quoting_the_runs_own(tmp_path):
+    overrides = [f"--data_path={TESTS / 'data'}", "--valid_metric=MRR@10"]  # refused in the child's config
+    with pytest.raises(LLMD4RecError, match=r"^SASRec \(seed 2020\) failed: valid_metric 'MRR@10' is not among .*"
+                                            r"\(whole log: .*run\.log\); finished runs are kept"):
+        compare("tiny", [str(TINY_YAML)], overrides, seeds=1, methods="SASRec", out_dir=tmp_path / "runs")

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from recbole_llmd4rec.errors import LLMD4RecError
+from recbole_llmd4rec.errors import LLMD4RecError, report_bad_input
 
 INTER_HEADER = ("user_id:token", "item_id:token", "timestamp:float")
 ITEM_HEADER = ("item_id:token", "categories:token_seq")
@@ -165,8 +165,7 @@ def main(argv=None):
     try:
         summary = convert(args.input, args.name, args.output, args.attributes, args.force)
     except LLMD4RecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_bad_input(exc)
     print(f"{args.name}: {summary}")
     return 0
 
