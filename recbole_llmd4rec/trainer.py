@@ -425,7 +425,7 @@ class MutualDistillTrainer(AbstractTrainer):
         )
         phase.clock_started = started
         phase.keeps_training_state = True  # until state.pth marks the step finished (_run_step)
-        resumed = phase.resume(train_loader)
+        phase.resume(train_loader)
         # A phase a kill left trained but unrecorded needs no teacher: its store is not built again.
         if teacher is not None and not phase.finished_training:
             topk = self.config["teacher_topk"] if self.config["teacher_store"] == "topk" else None
@@ -439,7 +439,7 @@ class MutualDistillTrainer(AbstractTrainer):
         self.logger.info(set_color(f"LLMD4Rec phase {name}", "green") +
                          f": {type(student).__name__}, teacher {type(teacher).__name__ if teacher else 'none'}")
         try:
-            self._fit_to_early_stopping(name, phase, train_loader, resumed)
+            self._fit_to_early_stopping(name, phase, train_loader)
         finally:
             if phase.teacher is not None:
                 phase.teacher.close()
@@ -447,8 +447,8 @@ class MutualDistillTrainer(AbstractTrainer):
             student.load_state_dict(load_checkpoint(phase.saved_model_file)["state_dict"])
         return phase.earlier_seconds + time.time() - started, len(phase.train_loss_dict)
 
-    def _fit_to_early_stopping(self, name, phase, train_loader, resumed):
-        if not resumed:
+    def _fit_to_early_stopping(self, name, phase, train_loader):
+        if not phase.resumed:
             # The weights a phase starts from are its first candidate: early stopping keeps
             # them unless an epoch validates better, so a phase never ends worse on valid.
             start_result = phase.evaluate(self.valid_data, load_best_model=False, show_progress=self.show_progress)
