@@ -42,6 +42,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -130,6 +131,14 @@ ABLATIONS = [
     Method("LLMD4Rec_no_loop", "LLMD4Rec", {}, ("LLMD4Rec",), _ablation_rows("w/o loop"), first_round_of="LLMD4Rec"),
 ]
 ALL_METHODS = METHODS + ABLATIONS + OPT_IN  # every name --methods accepts
+# What later runs of a seed read from a finished run is kept beside its record, outside the run
+# folder: the model file of a base (<method>/seed<k>.pth) and the state after round 1 of an
+# LLMD4Rec run that an ablation starts from (<method>/seed<k>.round1.pth). They are a few MB
+# each, so git keeps them with the records (benchmarks/results/.gitignore) and a fresh machine
+# does not train those bases again.
+MODEL_BASES = {base for m in ALL_METHODS for base in m.starts_from if base not in m.llmd4rec_bases()}
+ROUND1_BASES = {m.round1_of for m in ALL_METHODS if m.round1_of}
+KEPT_MODEL_SUFFIX, KEPT_ROUND1_SUFFIX = ".pth", ".round1.pth"
 # Overrides reach every run, so these would erase what tells the LLMD4Rec runs apart, or where each
 # run keeps its files and which seed it has: refused.
 PER_RUN_KEYS = (*dict.fromkeys(key for m in ALL_METHODS if m.model == "LLMD4Rec" for key in m.settings),
@@ -202,8 +211,13 @@ def run_one(spec):
     result = run_llmd4rec(method.model, spec["dataset"], spec["config_files"], config_dict,
                           cmd_args=spec["overrides"])
     saved_model_file = result["saved_model_file"]
+    model_folder = Path(saved_model_file).parent  # an LLMD4Rec run's folder, with its rounds and states
+    result_file = Path(spec["result_file"])
+    kept_model_file = result_file.with_suffix(KEPT_MODEL_SUFFIX)
     if method.model == "SASRecD":  # what users deploy, and what the distillation runs start from
-        saved_model_file = export_as_recbole_sasrec(saved_model_file, Path(spec["run_dir"]) / "sasrec.pth")
+        saved_model_file = export_as_recbole_sasrec(saved_model_file, kept_model_file)
+    elif method.name in MODEL_BASES:
+        saved_model_file = copy_atomically(saved_model_file, kept_model_file)
     import torch
 
     record = {"method": method.name, "seed": spec["seed"], "fingerprint": spec["fingerprint"],
@@ -212,8 +226,14 @@ def run_one(spec):
               # DLLM2Rec writes no SASRec checkpoint (see MutualDistillTrainer._export)
               "checkpoint": record_path(saved_model_file, spec["out_dir"]) if os.path.isfile(saved_model_file) else None,
               "rows": {}, "train_seconds": {}, "latency_ms": {}}
+    if method.name in ROUND1_BASES:
+        from recbole_llmd4rec.trainer import ROUND_STATE_FILE
+
+        round1_state = model_folder / ROUND_STATE_FILE.format(1)
+        kept_round1 = copy_atomically(round1_state, result_file.with_name(result_file.stem + KEPT_ROUND1_SUFFIX))
+        record["round1_state"] = record_path(kept_round1, spec["out_dir"])
     if method.model == "LLMD4Rec":
-        rounds = json.loads((Path(saved_model_file).parent / "rounds.json").read_text())
+        rounds = json.loads((model_folder / "rounds.json").read_text())
         record["rounds"] = rounds  # every round's rows, which the "w/o loop" ablation reads
         record.update(rows_of_round(rounds, max(row["round"] for row in rounds), method.rows))
     else:
@@ -293,6 +313,12 @@ def per_user_latency_ms(model_file):
     return 1000 * statistics.median(timings[LATENCY_WARMUP:] or timings)
 
 
+def copy_atomically(source, target):
+    with replacing(target) as temporary:
+        shutil.copyfile(source, temporary)
+    return target
+
+
 def write_json_atomically(path, data):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -328,17 +354,14 @@ class Comparison:
         return [base for base, model_file in model_files.items() if not (model_file and model_file.is_file())]
 
     def spec(self, method, seed):
-        from recbole_llmd4rec.trainer import ROUND_STATE_FILE
-
         checkpoints = {}
         for base in () if method.first_round_of else method.starts_from:
             if base == method.round1_of:
-                # the state lies beside the run's model; a folder copied with its records only (or
-                # a run that exported no SASRec) shows none: then round 1 is trained again
-                model_file = self.checkpoint(base, seed)
-                kept = model_file.parent / ROUND_STATE_FILE.format(1) if model_file else None
-                if kept and kept.is_file():
-                    checkpoints["start_state"] = str(kept)
+                # a record without its kept state (one of an older version, or a folder copied
+                # without it) leaves round 1 to be trained again
+                kept = self.records[(base, seed)].get("round1_state")
+                if kept and (self.out_dir / kept).is_file():
+                    checkpoints["start_state"] = str(self.out_dir / kept)
             else:
                 key = "crm_checkpoint" if base == "SASRec" else "llm_checkpoint"
                 model_file = self.checkpoint(base, seed)

@@ -192,14 +192,18 @@ def test_the_no_embedding_update_ablation_trains_only_round_2_from_the_llmd4rec_
     kept = [path.name for path in (out / "LLMD4Rec_no_embedding_update" / "seed2020").glob("LLMD4Rec-*/state_round*")]
     assert kept == ["state_round2.pth"]
     assert [row["round"] for row in ablated["rounds"]][-1] == 2
-    # Without that state (a run of an older version), the spec trains every round.
-    without = Comparison(dataset, files, overrides, 1, [], out)
-    sasrec = json.loads((out / "SASRec" / "seed2020.json").read_text())
-    without.records[("SASRec", 2020)] = sasrec
-    without.records[("LLMD4Rec", 2020)] = {**full, "checkpoint": str(out / "gone" / "sasrec_distilled.pth")}
+    # It started from the round-1 state kept beside the LLMD4Rec record, outside the run folder.
     method = next(m for m in comparison.methods if m.name == "LLMD4Rec_no_embedding_update")
+    sasrec = json.loads((out / "SASRec" / "seed2020.json").read_text())
+    assert full["round1_state"] == "LLMD4Rec/seed2020.round1.pth"
+    assert comparison.spec(method, 2020)["checkpoints"] == {"crm_checkpoint": str(out / "SASRec" / "seed2020.pth"),
+                                                            "start_state": str(out / full["round1_state"])}
+    # Without that state (a record of an older version, or its file gone), the spec trains every round.
+    without = Comparison(dataset, files, overrides, 1, [], out)
+    without.records[("SASRec", 2020)] = sasrec
+    without.records[("LLMD4Rec", 2020)] = {key: value for key, value in full.items() if key != "round1_state"}
     assert without.spec(method, 2020)["checkpoints"] == {"crm_checkpoint": str(out / sasrec["checkpoint"])}
-    without.records[("LLMD4Rec", 2020)] = {**full, "checkpoint": None}  # a run that exported no SASRec
+    without.records[("LLMD4Rec", 2020)] = {**full, "round1_state": "LLMD4Rec/gone.round1.pth"}
     assert without.spec(method, 2020)["checkpoints"] == {"crm_checkpoint": str(out / sasrec["checkpoint"])}
 
 
@@ -305,6 +309,39 @@ def test_a_moved_comparison_keeps_its_runs_and_trains_a_gone_base_again(finished
     assert again["rows"] == sasrec["rows"] and (out / again["checkpoint"]).is_file()
     dllm2rec = json.loads((out / "DLLM2Rec" / "seed2020.json").read_text())
     assert dllm2rec["rows"] == json.loads((finished_out / "DLLM2Rec" / "seed2020.json").read_text())["rows"]
+
+
+def test_what_git_keeps_of_a_comparison_trains_no_base_again(finished, monkeypatch, tmp_path):
+    """benchmarks/results/.gitignore keeps the records, the tables and the files kept beside the
+    records, not the run folders: a fresh clone reuses every finished run and trains no base again."""
+    import subprocess
+
+    from conftest import REPO
+
+    finished_out, (dataset, files, overrides), _ = finished
+    repo = tmp_path / "clone"
+    shutil.copytree(finished_out, repo / "compare-tiny", ignore=shutil.ignore_patterns("llm_cache", "LLMD4Rec_no_*"))
+    shutil.copy(REPO / "benchmarks" / "results" / ".gitignore", repo / ".gitignore")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    kept = subprocess.run(["git", "-C", str(repo), "ls-files", "--others", "--exclude-standard", "compare-tiny"],
+                          check=True, capture_output=True, text=True).stdout.split()
+    assert "compare-tiny/SASRec/seed2020.pth" in kept and "compare-tiny/LLMD4Rec/seed2020.round1.pth" in kept
+    assert not any("/seed2020/" in path for path in kept)  # no run folder
+    out = tmp_path / "fresh"
+    for path in kept:
+        (out / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(repo / path, out / path)
+    out = out / "compare-tiny"
+    monkeypatch.setattr(Comparison, "_run_child", lambda self, spec: pytest.fail(f"{spec['method']} launched"))
+    methods = select_methods("SASRec,E4SRec,DLLM2Rec,LLMD4Rec,LEADER,LLMD4Rec_no_embedding_update", False)
+    states = dict(((name, state) for name, _, state in Comparison(dataset, files, overrides, 1, methods,
+                                                                   out).status()))
+    assert states == {"SASRec": "finished", "E4SRec": "finished", "DLLM2Rec": "finished", "LLMD4Rec": "finished",
+                      "LEADER": "to train", "LLMD4Rec_no_embedding_update": "to train"}
+    comparison = Comparison(dataset, files, overrides, 1, methods, out)
+    comparison.status()
+    ablation = next(m for m in methods if m.name == "LLMD4Rec_no_embedding_update")
+    assert comparison.spec(ablation, 2020)["checkpoints"]["start_state"] == str(out / "LLMD4Rec" / "seed2020.round1.pth")
 
 
 def test_a_record_names_its_model_file_relative_to_the_folder_unless_it_lies_outside(tmp_path):
