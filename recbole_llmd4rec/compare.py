@@ -377,6 +377,7 @@ class Comparison:
 
     def run(self, log=print):
         self._check_bases()
+        self._train_gone_bases_first(log)
         for method in self.methods:
             for seed in self.seeds:
                 spec = self.spec(method, seed)
@@ -387,10 +388,6 @@ class Comparison:
                     log(f"compare: {method.name}, seed {seed}: round 1 of {method.first_round_of}")
                     record = self._first_round(method, seed, spec)
                 else:
-                    for base in self.missing_bases(method, seed):
-                        log(f"compare: {base}, seed {seed}: its model file is gone; training it again for {method.name}")
-                        self._train_again(base, seed, log)
-                    spec = self.spec(method, seed)
                     log(f"compare: {method.name}, seed {seed} ...")
                     self._run_child(spec)
                     record = self._finished(spec)
@@ -429,6 +426,21 @@ class Comparison:
                     state += f", after {', '.join(gone)} (model file gone) trains again"
                 lines.append((method.name, seed, state))
         return lines
+
+    def _train_gone_bases_first(self, log):
+        """Before anything else trains: each finished base whose model file is gone (a fresh
+        machine, a folder copied with its records only) and that a run still to train starts from
+        is trained again. A base is shorter than most runs that start from it, and its file, kept
+        beside its record, outlives the machine, so what an interruption can cost is trained last."""
+        self.status()  # reads every finished record; trains nothing
+        for method in self.methods:
+            for seed in self.seeds:
+                if (method.name, seed) in self.records or any((base, seed) not in self.records
+                                                              for base in method.starts_from):
+                    continue
+                for base in self.missing_bases(method, seed):
+                    log(f"compare: {base}, seed {seed}: its model file is gone; training it again for {method.name}")
+                    self._train_again(base, seed, log)
 
     def _train_again(self, name, seed, log):
         """Train a finished base again whose model file is gone. Every run is seeded, so on the same
