@@ -335,12 +335,10 @@ def test_what_git_keeps_of_a_comparison_trains_no_base_again(finished, monkeypat
     out = out / "compare-tiny"
     monkeypatch.setattr(Comparison, "_run_child", lambda self, spec: pytest.fail(f"{spec['method']} launched"))
     methods = select_methods("SASRec,E4SRec,DLLM2Rec,LLMD4Rec,LEADER,LLMD4Rec_no_embedding_update", False)
-    states = dict(((name, state) for name, _, state in Comparison(dataset, files, overrides, 1, methods,
-                                                                   out).status()))
+    comparison = Comparison(dataset, files, overrides, 1, methods, out)
+    states = {name: state for name, _, state in comparison.status()}  # status also reads the finished records
     assert states == {"SASRec": "finished", "E4SRec": "finished", "DLLM2Rec": "finished", "LLMD4Rec": "finished",
                       "LEADER": "to train", "LLMD4Rec_no_embedding_update": "to train"}
-    comparison = Comparison(dataset, files, overrides, 1, methods, out)
-    comparison.status()
     ablation = next(m for m in methods if m.name == "LLMD4Rec_no_embedding_update")
     assert comparison.spec(ablation, 2020)["checkpoints"]["start_state"] == str(out / "LLMD4Rec" / "seed2020.round1.pth")
 
