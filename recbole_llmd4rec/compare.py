@@ -452,6 +452,7 @@ class Comparison:
         if after["rows"] != before["rows"]:
             log(f"compare: warning: {name}, seed {seed} trained again tests differently from its record "
                 f"({before['rows']} then, {after['rows']} now); the runs that started from it earlier keep their rows")
+        self.write_tables()  # with this run's time and latency
 
     def _check_bases(self):
         """Before anything trains: every method's bases run earlier in the list (or finished)."""
@@ -515,12 +516,13 @@ class Comparison:
         rows = []
         for method in self.methods:
             for row_name in method.row_names():
-                records = [self.records[(method.name, s)] for s in self.seeds if (method.name, s) in self.records]
+                seeds = self._finished_seeds(row_name)
+                records = [self.records[(method.name, s)] for s in seeds]
                 if not records:
                     continue
                 row = {"method": row_name, "seeds": len(records)}
                 for metric in metrics:
-                    values = [r["rows"][row_name][metric] for r in records]
+                    values = self._values(row_name, metric, seeds)
                     row[metric] = statistics.mean(values)
                     row[f"{metric} sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
                 row["train_s"] = statistics.mean(r["train_seconds"][row_name] for r in records)
@@ -530,11 +532,26 @@ class Comparison:
         by_name = {row["method"]: row for row in rows}
         for changed, base in CHANGES:
             if changed in by_name and base in by_name:
-                for metric in metrics:
-                    base_value = by_name[base][metric]
+                # over the seeds both rows finished: mid-comparison, a mean over other seeds would
+                # show a seed-to-seed difference as the method's change
+                seeds = [s for s in self._finished_seeds(changed) if s in self._finished_seeds(base)]
+                for metric in metrics if seeds else ():
+                    changed_value, base_value = (statistics.mean(self._values(row, metric, seeds))
+                                                 for row in (changed, base))
                     by_name[changed][f"{metric} vs {base}"] = (
-                        100 * (by_name[changed][metric] - base_value) / base_value if base_value else None)
+                        100 * (changed_value - base_value) / base_value if base_value else None)
         return rows
+
+    def _method_of(self, row_name):
+        return next(m for m in self.methods if row_name in m.row_names()).name
+
+    def _finished_seeds(self, row_name):
+        method_name = self._method_of(row_name)
+        return [s for s in self.seeds if (method_name, s) in self.records]
+
+    def _values(self, row_name, metric, seeds):
+        method_name = self._method_of(row_name)
+        return [self.records[(method_name, s)]["rows"][row_name][metric] for s in seeds]
 
     def write_tables(self):
         rows = self.table_rows()
@@ -558,7 +575,8 @@ class Comparison:
         threads = sorted({str(r.get("torch_threads", "not recorded")) for r in self.records.values()})
         lines = [f"Data set {self.dataset}; seeds {', '.join(map(str, self.seeds))}; "
                  f"overrides: {' '.join(self.overrides) or 'none'}; torch threads per run: {', '.join(threads)}. "
-                 "Mean +- sample sd over the finished seeds (no sd for one seed).",
+                 "Mean +- sample sd over the finished seeds (no sd for one seed); "
+                 "a change (%) against another row is over the seeds both rows finished.",
                  "", *table_lines(header, [r for r in rows if r["method"] not in ABLATION_ROWS], metrics,
                                   [base for _, base in IMPROVEMENTS])]
         lines += ["", "train s: this row's own training (the distillation rows start from the same seed's "

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from conftest import TESTS, TINY_YAML
-from recbole_llmd4rec.compare import METHODS, Comparison, against_spread, compare, select_methods
+from recbole_llmd4rec.compare import (METHODS, Comparison, against_spread, compare, select_methods,
+                                      write_json_atomically)
 from recbole_llmd4rec.errors import LLMD4RecError
 
 
@@ -111,6 +112,45 @@ def test_table_means_spreads_and_improvements_on_hand_made_records(tmp_path):
     assert rows["SASRec"]["train_s"] == pytest.approx(15.0)
     assert "ndcg@10 vs E4SRec" not in rows["LLMD4Rec_L"]  # no E4SRec row finished to compare with
     assert rows["LLMD4Rec_L"]["ndcg@10 sd"] == 0.0
+
+
+def hand_made_record(rows, seconds=1.0, metrics=("hit@10", "ndcg@10")):
+    """A finished run's record: ``rows`` maps each row name to its value on every metric."""
+    return {"rows": {row: {m: value for m in metrics} for row, value in rows.items()},
+            "train_seconds": {row: seconds for row in rows}, "latency_ms": {}}
+
+
+def test_a_change_mid_comparison_is_over_the_seeds_both_rows_finished(tmp_path):
+    comparison = Comparison("toy", [], [], 3, select_methods("SASRec,LLMD4Rec", False), tmp_path)
+    first, second, third = comparison.seeds
+    for seed, value in ((first, 0.10), (second, 0.20), (third, 0.36)):
+        comparison.records[("SASRec", seed)] = hand_made_record({"SASRec": value})
+    # LLMD4Rec has finished seeds 1 (its CRM kept its SASRec start) and 3 (0.03 above its SASRec)
+    comparison.records[("LLMD4Rec", first)] = hand_made_record({"LLMD4Rec_C": 0.10, "LLMD4Rec_L": 0.5})
+    comparison.records[("LLMD4Rec", third)] = hand_made_record({"LLMD4Rec_C": 0.39, "LLMD4Rec_L": 0.5})
+    rows = {row["method"]: row for row in comparison.table_rows()}
+    assert rows["SASRec"]["ndcg@10"] == pytest.approx(0.22) and rows["LLMD4Rec_C"]["seeds"] == 2
+    # against SASRec's seeds 1 and 3 (mean 0.23), not all three (0.22)
+    assert rows["LLMD4Rec_C"]["ndcg@10 vs SASRec"] == pytest.approx(100 * (0.245 - 0.23) / 0.23)
+    del comparison.records[("LLMD4Rec", third)]
+    rows = {row["method"]: row for row in comparison.table_rows()}
+    assert rows["LLMD4Rec_C"]["ndcg@10 vs SASRec"] == pytest.approx(0.0)  # not -55 % against the 3-seed mean
+
+
+def test_a_base_trained_again_rewrites_the_tables_with_its_time(tmp_path):
+    comparison = Comparison("toy", [], [], 1, select_methods("SASRec", False), tmp_path)
+    comparison.records[("SASRec", 2020)] = hand_made_record({"SASRec": 0.1}, seconds=500.0)
+    comparison.write_tables()
+
+    def train(self, spec):  # the run again: the same rows in a new time
+        write_json_atomically(spec["result_file"], {**hand_made_record({"SASRec": 0.1}, seconds=321.0),
+                                                    "fingerprint": spec["fingerprint"]})
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Comparison, "_run_child", train)
+        comparison._train_again("SASRec", 2020, log=pytest.fail)
+    table = (tmp_path / "comparison-toy.md").read_text()
+    assert "| SASRec | 1 | 0.1000 | 0.1000 | 321 |" in table
 
 
 def test_the_ablation_rows_get_their_own_table_against_the_full_run(tmp_path):
