@@ -522,7 +522,7 @@ class Comparison:
                     continue
                 row = {"method": row_name, "seeds": len(records)}
                 for metric in metrics:
-                    values = self._values(row_name, metric, seeds)
+                    values = [r["rows"][row_name][metric] for r in records]
                     row[metric] = statistics.mean(values)
                     row[f"{metric} sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
                 row["train_s"] = statistics.mean(r["train_seconds"][row_name] for r in records)
@@ -534,7 +534,8 @@ class Comparison:
             if changed in by_name and base in by_name:
                 # over the seeds both rows finished: mid-comparison, a mean over other seeds would
                 # show a seed-to-seed difference as the method's change
-                seeds = [s for s in self._finished_seeds(changed) if s in self._finished_seeds(base)]
+                base_seeds = set(self._finished_seeds(base))
+                seeds = [s for s in self._finished_seeds(changed) if s in base_seeds]
                 for metric in metrics if seeds else ():
                     changed_value, base_value = (statistics.mean(self._values(row, metric, seeds))
                                                  for row in (changed, base))

@@ -94,17 +94,20 @@ def test_a_rerun_reuses_finished_runs_and_changed_settings_retrain(finished, mon
     assert launched == ["SASRec"]
 
 
+def hand_made_record(rows, seconds=1.0, metrics=("hit@10", "ndcg@10")):
+    """A finished run's record: ``rows`` maps each row name to its value on every metric."""
+    return {"rows": {row: {m: value for m in metrics} for row, value in rows.items()},
+            "train_seconds": {row: seconds for row in rows}, "latency_ms": {}}
+
+
 def test_table_means_spreads_and_improvements_on_hand_made_records(tmp_path):
     comparison = Comparison("toy", [], [], 2, select_methods("SASRec,E4SRec,LLMD4Rec", False), tmp_path)
     values = {"SASRec": (0.10, 0.20), "LLMD4Rec_C": (0.12, 0.26), "LLMD4Rec_L": (0.30, 0.30)}
     for seed_index, seed in enumerate(comparison.seeds):
         for method, rows in (("SASRec", ["SASRec"]), ("LLMD4Rec", ["LLMD4Rec_C", "LLMD4Rec_L"])):
-            comparison.records[(method, seed)] = {
-                "rows": {row: {m: values[row][seed_index] for m in ("hit@5", "hit@10", "hit@20", "ndcg@5",
-                                                                   "ndcg@10", "ndcg@20")} for row in rows},
-                "train_seconds": {row: 10.0 * (seed_index + 1) for row in rows},
-                "latency_ms": {},
-            }
+            comparison.records[(method, seed)] = hand_made_record(
+                {row: values[row][seed_index] for row in rows}, seconds=10.0 * (seed_index + 1),
+                metrics=("hit@5", "hit@10", "hit@20", "ndcg@5", "ndcg@10", "ndcg@20"))
     rows = {row["method"]: row for row in comparison.table_rows()}
     assert rows["SASRec"]["ndcg@10"] == pytest.approx(0.15) and rows["SASRec"]["ndcg@10 sd"] == pytest.approx(0.0707107)
     assert rows["LLMD4Rec_C"]["ndcg@10"] == pytest.approx(0.19)
@@ -112,12 +115,6 @@ def test_table_means_spreads_and_improvements_on_hand_made_records(tmp_path):
     assert rows["SASRec"]["train_s"] == pytest.approx(15.0)
     assert "ndcg@10 vs E4SRec" not in rows["LLMD4Rec_L"]  # no E4SRec row finished to compare with
     assert rows["LLMD4Rec_L"]["ndcg@10 sd"] == 0.0
-
-
-def hand_made_record(rows, seconds=1.0, metrics=("hit@10", "ndcg@10")):
-    """A finished run's record: ``rows`` maps each row name to its value on every metric."""
-    return {"rows": {row: {m: value for m in metrics} for row, value in rows.items()},
-            "train_seconds": {row: seconds for row in rows}, "latency_ms": {}}
 
 
 def test_a_change_mid_comparison_is_over_the_seeds_both_rows_finished(tmp_path):
@@ -163,9 +160,8 @@ def test_the_ablation_rows_get_their_own_table_against_the_full_run(tmp_path):
             "LLMD4Rec_no_sample_weight": ["LLMD4Rec_C w/o w", "LLMD4Rec_L w/o w"]}
     for seed_index, seed in enumerate(comparison.seeds):
         for method, rows in made.items():
-            comparison.records[(method, seed)] = {
-                "rows": {row: {m: values[row][seed_index] for m in metrics} for row in rows},
-                "train_seconds": {row: 1.0 for row in rows}, "latency_ms": {}}
+            comparison.records[(method, seed)] = hand_made_record({row: values[row][seed_index] for row in rows},
+                                                                  metrics=metrics)
     rows = {row["method"]: row for row in comparison.table_rows()}
     assert rows["LLMD4Rec_C w/o w"]["ndcg@10 vs LLMD4Rec_C"] == pytest.approx(100 * (0.16 - 0.21) / 0.21)
     assert rows["LLMD4Rec_L w/o w"]["ndcg@10 vs LLMD4Rec_L"] == pytest.approx(100 * (0.37 - 0.31) / 0.31)
