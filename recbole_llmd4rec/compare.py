@@ -424,6 +424,8 @@ class Comparison:
                 gone = [] if record is not None else self.missing_bases(method, seed)
                 if gone:
                     state += f", after {', '.join(gone)} (model file gone) trains again"
+                if record is None and method.round1_of and "start_state" not in spec["checkpoints"]:
+                    state += f", with its own round 1 ({method.round1_of}'s round-1 state is not kept)"
                 lines.append((method.name, seed, state))
         return lines
 

@@ -377,6 +377,11 @@ def test_what_git_keeps_of_a_comparison_trains_no_base_again(finished, monkeypat
                       "LEADER": "to train", "LLMD4Rec_no_embedding_update": "to train"}
     ablation = next(m for m in methods if m.name == "LLMD4Rec_no_embedding_update")
     assert comparison.spec(ablation, 2020)["checkpoints"]["start_state"] == str(out / "LLMD4Rec" / "seed2020.round1.pth")
+    # a record from before round-1 states were kept (Beauty's LLMD4Rec seed 2020): the ablation trains round 1 too
+    (out / "LLMD4Rec" / "seed2020.round1.pth").unlink()
+    states = {name: state for name, _, state in comparison.status()}
+    assert states["LLMD4Rec_no_embedding_update"] == ("to train, with its own round 1 "
+                                                      "(LLMD4Rec's round-1 state is not kept)")
 
 
 def test_a_record_names_its_model_file_relative_to_the_folder_unless_it_lies_outside(tmp_path):
