@@ -33,7 +33,8 @@ hours on the RecBole baselines.
 A finished (method, seed) leaves ``<out>/<method>/seed<k>.json``; a rerun with the same
 settings reuses it instead of retraining, and an LLMD4Rec run cut short resumes from its own
 ``state.pth``, so an interrupted comparison resumes. The tables (Markdown and CSV, mean and
-sample standard deviation over the seeds) are rewritten after every finished run.
+sample standard deviation over the seeds) are rewritten after every finished run; ``--tables``
+rewrites them from every finished result of the chosen methods without training.
 """
 
 import argparse
@@ -671,9 +672,11 @@ def select_methods(names, ablation):
 
 
 def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None, ablation=False, out_dir=None,
-            status=False):
+            status=False, tables=False):
     """Run (or resume) the comparison; returns the Markdown table. With ``status``, print each
-    run's state instead and return those lines."""
+    run's state instead and return those lines. With ``tables``, write the tables from the
+    finished results of the chosen methods and return them, training nothing (side runs with
+    ``--methods`` write tables of their own methods only; this rebuilds the whole table)."""
     if seeds < 1:
         raise LLMD4RecError(f"--seeds must be >= 1, got {seeds}")
     given = [arg[2:].partition("=")[0] for arg in overrides if arg.startswith("--")]
@@ -685,8 +688,13 @@ def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None,
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise LLMD4RecError(f"--compare_dir {out_dir} is a file: name a folder (it is made if missing)")
     comparison = Comparison(dataset, config_files, overrides, seeds, select_methods(methods, ablation), out_dir)
+    if not (status or tables):
+        markdown = comparison.run()
+        print(markdown)
+        print(f"tables: {comparison.out_dir}/comparison-{dataset}.md and .csv")
+        return markdown
+    lines = comparison.status()  # reads every finished record; trains nothing
     if status:
-        lines = comparison.status()
         finished = [(name, seed) for name, seed, state in lines if state == "finished"]
         # a run's rows share its training time; rows read from another run's round 1 trained nothing
         seconds = sum(max(comparison.records[key]["train_seconds"].values(), default=0.0) for key in finished
@@ -694,10 +702,15 @@ def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None,
         text = "\n".join([*(f"{name}, seed {seed}: {state}" for name, seed, state in lines),
                           f"{len(finished)} of {len(lines)} runs finished, after {seconds / 3600:.1f} h of training"])
         print(f"{text}\n(in {comparison.out_dir}; nothing was trained)")
+    if not tables:
         return text
-    markdown = comparison.run()
+    if not comparison.records:  # empty tables would replace the ones a finished run wrote
+        raise LLMD4RecError(f"--tables: no finished result in {comparison.out_dir} for these settings; run the "
+                            "same command without --tables first, or check --compare_dir and the overrides")
+    markdown = comparison.write_tables()
     print(markdown)
-    print(f"tables: {comparison.out_dir}/comparison-{dataset}.md and .csv")
+    print(f"tables: {comparison.out_dir}/comparison-{dataset}.md and .csv "
+          f"(from {len(comparison.records)} finished results; nothing was trained)")
     return markdown
 
 

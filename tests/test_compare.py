@@ -292,7 +292,36 @@ def test_status_ends_with_the_finished_count_and_their_training_hours(finished, 
     assert capsys.readouterr().out.rstrip().endswith("nothing was trained)")
 
 
-@pytest.mark.parametrize("option", ["--status", "--ablation", "--seeds=2", "--methods=SASRec", "--compare_dir=x"])
+def test_tables_rebuilds_the_whole_table_from_finished_results_and_trains_nothing(finished, monkeypatch, tmp_path,
+                                                                                   capsys):
+    finished_out, (dataset, files, overrides), markdown = finished
+    out = tmp_path / "compare"
+    shutil.copytree(finished_out, out, ignore=shutil.ignore_patterns("llm_cache", "LLMD4Rec_no_*"))
+    monkeypatch.setattr(Comparison, "_run_child", lambda self, spec: pytest.fail(f"{spec['method']} launched"))
+    methods = "SASRec,E4SRec,DLLM2Rec,LLMD4Rec"
+    # a side run with --methods leaves tables of its own methods only
+    side = compare(dataset, files, overrides, seeds=1, methods="SASRec", out_dir=out)
+    assert "| SASRec | 1 |" in side and "LLMD4Rec_C" not in (out / f"comparison-{dataset}.md").read_text()
+    records = sorted((p, p.read_bytes()) for p in out.rglob("*.json"))
+    rebuilt = compare(dataset, files, overrides, seeds=1, methods=methods, out_dir=out, tables=True)
+    assert rebuilt == markdown == (out / f"comparison-{dataset}.md").read_text()
+    assert len((out / f"comparison-{dataset}.csv").read_text().splitlines()) == 1 + 5
+    assert sorted((p, p.read_bytes()) for p in out.rglob("*.json")) == records
+    assert "(from 4 finished results; nothing was trained)" in capsys.readouterr().out
+    # with --status too, both are printed; the tables are returned
+    assert compare(dataset, files, overrides, seeds=2, methods=methods, out_dir=out, status=True, tables=True) \
+        .startswith("Data set tiny; seeds 2020, 2021;")
+    assert "4 of 8 runs finished" in capsys.readouterr().out
+    # no finished result (other settings here): one error, and the tables already there stay
+    before = (out / f"comparison-{dataset}.md").read_text()
+    with pytest.raises(LLMD4RecError, match="--tables: no finished result in .* run the same command without"):
+        compare(dataset, files, overrides + ["--learning_rate=0.01"], seeds=1, methods=methods, out_dir=out,
+                tables=True)
+    assert (out / f"comparison-{dataset}.md").read_text() == before
+
+
+@pytest.mark.parametrize("option", ["--status", "--tables", "--ablation", "--seeds=2", "--methods=SASRec",
+                                    "--compare_dir=x"])
 def test_a_compare_option_without_compare_is_one_error_line(option, capsys):
     import run_llmd4rec as run_script_module
 
