@@ -402,6 +402,10 @@ class Comparison:
         for method in self.methods:
             for seed in self.seeds:
                 missing = [base for base in method.starts_from if (base, seed) not in self.records]
+                unselected = [base for base in missing if base not in {m.name for m in self.methods}]
+                if unselected:  # its records were not read either: say what the run would refuse
+                    lines.append((method.name, seed, f"starts from {', '.join(unselected)}: add it to --methods"))
+                    continue
                 if missing:
                     lines.append((method.name, seed, f"waits for {', '.join(missing)}"))
                     continue

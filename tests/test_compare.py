@@ -198,6 +198,7 @@ def test_a_method_without_its_base_is_refused(tmp_path):
     comparison = Comparison("toy", [], [], 1, select_methods("LLMD4Rec", False), tmp_path)
     with pytest.raises(LLMD4RecError, match="LLMD4Rec starts from SASRec: add it to --methods"):
         comparison.run(log=lambda message: None)
+    assert comparison.status() == [("LLMD4Rec", 2020, "starts from SASRec: add it to --methods")]
     with pytest.raises(LLMD4RecError, match="unknown method 'BERT4Rec'"):
         select_methods("SASRec,BERT4Rec", False)
     assert [m.name for m in select_methods(None, True)][: len(METHODS)] == [m.name for m in METHODS]
