@@ -399,10 +399,11 @@ class Comparison:
     def status(self):
         """``(method, seed, state)`` of every run, in run order, training and writing nothing."""
         lines = []
+        selected = {m.name for m in self.methods}
         for method in self.methods:
             for seed in self.seeds:
                 missing = [base for base in method.starts_from if (base, seed) not in self.records]
-                unselected = [base for base in missing if base not in {m.name for m in self.methods}]
+                unselected = [base for base in missing if base not in selected]
                 if unselected:  # its records were not read either: say what the run would refuse
                     lines.append((method.name, seed, f"starts from {', '.join(unselected)}: add it to --methods"))
                     continue
