@@ -289,13 +289,17 @@ def export_as_recbole_sasrec(sasrecd_file, path):
 
 
 def per_user_latency_ms(model_file):
+    from recbole_llmd4rec.quick_start import load_data_and_model
+
+    config, model, _, _, _, test_data = load_data_and_model(model_file)
+    return median_user_latency_ms(config, model, test_data)
+
+
+def median_user_latency_ms(config, model, test_data):
     """Median milliseconds to score every item for one test user, one user at a time, after
     ``LATENCY_WARMUP`` users."""
     import torch
 
-    from recbole_llmd4rec.quick_start import load_data_and_model
-
-    config, model, _, _, _, test_data = load_data_and_model(model_file)
     model.eval()
     synchronize = torch.cuda.synchronize if config["device"].type == "cuda" else (lambda: None)
     timings = []
