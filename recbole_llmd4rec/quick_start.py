@@ -161,7 +161,8 @@ def load_checkpoint(model_file, required_keys=("config", "state_dict"), kind="a 
         checkpoint = torch.load(model_file, map_location="cpu")
     except Exception as exc:  # torch raises several unrelated types for a bad file
         raise LLMD4RecError(
-            f"cannot read checkpoint {model_file}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            f"cannot read checkpoint {model_file} ({type(exc).__name__}: {str(exc).splitlines()[0]}): "
+            f"it is not a whole file written by torch.save, and {kind} was expected here"
         ) from None
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required_keys):
         raise LLMD4RecError(f"{model_file} is not {kind} (it lacks {', '.join(map(repr, required_keys))})")
