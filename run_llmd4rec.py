@@ -35,7 +35,7 @@ def parse_args(argv):
                         help="--compare: write the tables from every finished result of the chosen methods; "
                              "train nothing")
     parser.add_argument("--compare_dir", default=None,
-                        help="--compare: folder of its runs, records and tables (default saved/compare-DATASET)")
+                        help="--compare: folder of its runs, records and tables (default saved/compare-DATASET-LOSS, LOSS the --crm_loss_type)")
     return parser.parse_known_args(argv)
 
 

@@ -1,8 +1,11 @@
 """Files written whole or not at all: a killed run (or a crashed machine) never leaves half a
 checkpoint or table."""
 
+import hashlib
+import json
 import os
 from contextlib import contextmanager, suppress
+from pathlib import Path
 
 
 @contextmanager
@@ -32,3 +35,24 @@ def _flush_to_disk(path):
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def write_json_atomically(path, data):
+    """``data`` as indented JSON at ``path`` (its folder made if missing), written whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(path) as temporary:
+        Path(temporary).write_text(json.dumps(data, indent=2))
+
+
+READ_CHUNK_BYTES = 2**20  # how much of a file is read at once when it is hashed
+
+
+def files_sha256(paths):
+    """The sha256 (hex) of the files' bytes, in the order given: a file named by its content."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(READ_CHUNK_BYTES), b""):
+                digest.update(chunk)
+    return digest.hexdigest()

@@ -44,15 +44,17 @@ import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from recbole_llmd4rec.atomic import replacing
+from recbole_llmd4rec.atomic import files_sha256, replacing, write_json_atomically
 from recbole_llmd4rec.errors import LLMD4RecError, report_bad_input
 
 NOT_METRICS = ("round", "model", "split", "phase_seconds", "epochs")  # the other columns of rounds.json
@@ -104,14 +106,23 @@ def _ablation_rows(label):
 
 
 ONE_WAY = {"mutual_rounds": 1}
+# The no-teacher control: the CRM phases of an LLM -> CRM run from the same seed's SASRec, with
+# the teacher's weight at 0 (no teacher store is built), so extra epochs are not read as distillation.
+NO_TEACHER = {"directions": "llm_to_crm", "distill_beta": 0.0}
 # S3Rec's pre-training has no early stopping; RecBole's 500 epochs (one Beauty epoch took 26 min here)
 # would take days per seed on a 2-core CPU. The comparison pre-trains for this many.
 S3REC_PRETRAIN_EPOCHS = 10
+# The paper runs S3Rec with Masked Item Prediction only (Sec. 5.1.2): the other objectives' weights at 0.
+S3REC_MIP_ONLY = {"aap_weight": 0.0, "map_weight": 0.0, "sp_weight": 0.0}
 METHODS = [  # in run order; a method's bases come before it
     Method("SASRec", "SASRecD", latency=("SASRec",)),
     Method("E4SRec", "E4SRec", starts_from=("SASRec",), latency=("E4SRec",)),
     Method("LLMD4Rec", "LLMD4Rec", {}, ("SASRec",), (("LLMD4Rec_C", "CRM"), ("LLMD4Rec_L", "LLM")),
            latency=("LLMD4Rec_C",)),
+    # as many CRM phases as LLMD4Rec_C's (mutual_rounds), and its first one alone for the one-way rows
+    Method("SASRec_continued", "LLMD4Rec", NO_TEACHER, ("SASRec", "E4SRec"), (("SASRec_continued", "CRM"),)),
+    Method("SASRec_continued_1", "LLMD4Rec", {}, ("SASRec_continued",), (("SASRec_continued_1", "CRM"),),
+           first_round_of="SASRec_continued"),
     Method("KD_LLM_to_CRM", "LLMD4Rec", {**ONE_WAY, "directions": "llm_to_crm", "sample_weight": False},
            ("SASRec", "E4SRec"), (("KD LLM->CRM", "CRM"),)),
     Method("DLLM2Rec", "LLMD4Rec", {**ONE_WAY, "directions": "llm_to_crm", "distiller": "dllm2rec"},
@@ -121,7 +132,7 @@ METHODS = [  # in run order; a method's bases come before it
     Method("KD_CRM_to_LLM", "LLMD4Rec", {**ONE_WAY, "directions": "crm_to_llm", "sample_weight": False},
            ("SASRec",), (("KD CRM->LLM", "LLM"),)),
     Method("GRU4Rec", "GRU4Rec"),
-    Method("S3Rec", "S3Rec", {"pretrain_epochs": S3REC_PRETRAIN_EPOCHS}),
+    Method("S3Rec", "S3Rec", {"pretrain_epochs": S3REC_PRETRAIN_EPOCHS, **S3REC_MIP_ONLY}),
 ]
 OPT_IN = [Method("SASRec_RecBole", "SASRec", latency=("SASRec_RecBole",))]  # only when named in --methods
 ABLATIONS = [
@@ -145,16 +156,49 @@ KEPT_MODEL_SUFFIX, KEPT_ROUND1_SUFFIX = ".pth", ".round1.pth"
 PER_RUN_KEYS = (*dict.fromkeys(key for m in ALL_METHODS if m.model == "LLMD4Rec" for key in m.settings),
                 "crm_checkpoint", "llm_checkpoint", "start_state", "checkpoint_dir", "seed")
 IMPROVEMENTS = (("LLMD4Rec_C", "SASRec"), ("LLMD4Rec_L", "E4SRec"))  # (row, the backbone it improves)
+# (LLM -> CRM row, its no-teacher control: the same CRM phases without the teacher)
+CONTROLS = (("LLMD4Rec_C", "SASRec_continued"), ("KD LLM->CRM", "SASRec_continued_1"),
+            ("DLLM2Rec", "SASRec_continued_1"), ("LEADER", "SASRec_continued_1"))
 # (ablation row, the full LLMD4Rec row it takes a component from)
 FULL_ROW = {part: row for row, part in next(m for m in METHODS if m.name == "LLMD4Rec").rows}
 ABLATION_PAIRS = tuple((row, FULL_ROW[part]) for part in FULL_ROW for m in ABLATIONS
                        for row, row_part in m.rows if row_part == part)
 ABLATION_ROWS = {row for row, _ in ABLATION_PAIRS}
 # (row, row it should beat): the questions the comparison answers, each judged against the seeds' spread
-SPREAD_CHECKS = (*IMPROVEMENTS, ("LLMD4Rec_C", "KD LLM->CRM"), ("LLMD4Rec_C", "DLLM2Rec"), ("LLMD4Rec_C", "LEADER"),
+SPREAD_CHECKS = (*IMPROVEMENTS, *CONTROLS, ("LLMD4Rec_C", "KD LLM->CRM"), ("LLMD4Rec_C", "DLLM2Rec"), ("LLMD4Rec_C", "LEADER"),
                  ("LLMD4Rec_L", "KD CRM->LLM"), *((full, row) for row, full in ABLATION_PAIRS))
-CHANGES = (*IMPROVEMENTS, *ABLATION_PAIRS)  # (row, base): the table gives the row's change against its base
+CHANGES = (*IMPROVEMENTS, *CONTROLS, *ABLATION_PAIRS)  # (row, base): the table gives the row's change against its base
 CHANGE_BASES = tuple(dict.fromkeys(base for _, base in CHANGES))
+
+
+CRM_LOSS_KEY = "crm_loss_type"
+DEFAULT_CRM_LOSS = "CE"  # RecBole's SASRec default; --crm_loss_type=BPR is the paper's regime
+CRM_LOSS_LABELS = {"BPR": "BPR on one uniformly sampled negative (the paper's regime)",
+                   "CE": "cross-entropy over all items (the strong regime)"}
+# What --crm_loss_type sets for every CRM of a comparison (E4SRec keeps CE): refused as overrides.
+REGIME_KEYS = ("loss_type", "train_neg_sample_args")
+
+
+def with_crm_loss(overrides):
+    """``(regime, overrides)``: the comparison's CRM loss (``--crm_loss_type``, default CE,
+    upper case) and the overrides with it named once, so every run and record carries it."""
+    given = [arg.partition("=")[2] for arg in overrides if arg.startswith(f"--{CRM_LOSS_KEY}=")]
+    regime = (given[-1] if given else DEFAULT_CRM_LOSS).upper()
+    if regime not in CRM_LOSS_LABELS:
+        raise LLMD4RecError(f"--{CRM_LOSS_KEY} must be one of {', '.join(CRM_LOSS_LABELS)} for a comparison, "
+                            f"got {given[-1]!r}")
+    rest = [arg for arg in overrides if not arg.startswith(f"--{CRM_LOSS_KEY}=")]
+    return regime, [*rest, f"--{CRM_LOSS_KEY}={regime}"]
+
+
+def shown_overrides(overrides):
+    """The overrides as a table prints them: ``data_path`` and any absolute path as DIR, so a
+    table names no folder of the machine it was made on."""
+    shown = []
+    for arg in overrides:
+        key, _, value = arg[2:].partition("=")
+        shown.append(f"--{key}=DIR" if key == "data_path" or os.path.isabs(value) else arg)
+    return shown
 
 
 def against_spread(row, base, metric):
@@ -194,6 +238,20 @@ def yaml_settings(config_files, dataset):
     return settings
 
 
+def identity_overrides(dataset, overrides):
+    """The overrides as a record's identity reads them: ``--data_path`` by the sha256 of the data
+    set's atomic files there, so the same data in another folder or on another machine reuses
+    the finished records (a folder without them stays as written: the runs will say what is missing)."""
+    identity = []
+    for arg in overrides:
+        key, _, value = arg[2:].partition("=")
+        files = sorted(Path(value, dataset).glob(f"{dataset}.*")) if key == "data_path" else []
+        if files:
+            arg = f"--data_path={' '.join(path.suffix for path in files)} sha256 {files_sha256(files)}"
+        identity.append(arg)
+    return identity
+
+
 def fingerprint(*parts):
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -222,6 +280,7 @@ def run_one(spec):
     import torch
 
     record = {"method": method.name, "seed": spec["seed"], "fingerprint": spec["fingerprint"],
+              CRM_LOSS_KEY: spec[CRM_LOSS_KEY],
               # the condition the times were measured under (OMP_NUM_THREADS sets it)
               "torch_threads": torch.get_num_threads(),
               # DLLM2Rec writes no SASRec checkpoint (see MutualDistillTrainer._export)
@@ -234,12 +293,18 @@ def run_one(spec):
         kept_round1 = copy_atomically(round1_state, result_file.with_name(result_file.stem + KEPT_ROUND1_SUFFIX))
         record["round1_state"] = record_path(kept_round1, spec["out_dir"])
     if method.model == "LLMD4Rec":
+        from recbole_llmd4rec.trainer import PHASES_FILE
+
         rounds = json.loads((model_folder / "rounds.json").read_text())
         record["rounds"] = rounds  # every round's rows, which the "w/o loop" ablation reads
+        # every phase's start score, validation curve and chosen epoch
+        record["phases"] = json.loads((model_folder / PHASES_FILE).read_text())
         record.update(rows_of_round(rounds, max(row["round"] for row in rounds), method.rows))
     else:
         record["rows"][method.name] = {metric: float(value) for metric, value in result["test_result"].items()}
         record["train_seconds"][method.name] = result["train_seconds"]
+        record["phases"] = [{"phase": "train", "valid_curve": sorted(map(list, result["valid_curve"].items())),
+                             "chosen_epoch": result["best_epoch"]}]
     for row_name in method.latency:
         record["latency_ms"][row_name] = per_user_latency_ms(saved_model_file)
     write_json_atomically(spec["result_file"], record)
@@ -324,11 +389,46 @@ def copy_atomically(source, target):
     return target
 
 
-def write_json_atomically(path, data):
-    path = Path(path)
+CLAIM_FILE = "claim"  # in a run's folder while a process trains it: "<host> <pid>"
+CLAIM_POLL_SECONDS = 60  # how often a process whose remaining runs all wait looks again
+
+
+@contextmanager
+def claimed(run_dir):
+    """Claim a run's folder for this process: yields None when claimed (released at the end),
+    else the "<host> <pid>" of the live process that holds it. A claim whose process has died on
+    this host is taken over."""
+    path = Path(run_dir) / CLAIM_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(path) as temporary:
-        Path(temporary).write_text(json.dumps(data, indent=2))
+    me = f"{socket.gethostname()} {os.getpid()}"
+    while True:
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = path.read_text().strip() if path.exists() else ""
+            host, _, pid = holder.partition(" ")
+            if holder and not (host == socket.gethostname() and not process_alive(int(pid))):
+                yield holder
+                return
+            path.unlink(missing_ok=True)  # its process died: the run resumes from what it saved
+            continue
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(me)
+        break
+    try:
+        yield None
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
 
 
 # ---- the comparison ----------------------------------------------------------------------------
@@ -338,12 +438,27 @@ class Comparison:
     def __init__(self, dataset, config_files, overrides, seeds, methods, out_dir):
         self.dataset = dataset
         self.config_files = [str(Path(f).resolve()) for f in config_files]
-        self.overrides = list(overrides)
+        self.crm_loss_type, self.overrides = with_crm_loss(overrides)
+        self.identity_overrides = identity_overrides(dataset, self.overrides)
         self.seeds = [FIRST_SEED + k for k in range(seeds)]
         self.methods = methods
         self.out_dir = Path(out_dir).resolve()
         self.records = {}  # (method name, seed) -> result record
         self.settings = yaml_settings(self.config_files, dataset)
+        self._check_one_regime()
+
+    def _check_one_regime(self):
+        """Records of the two CRM losses never share a folder (a record without the key is from
+        before the switch, when every CRM trained with CE)."""
+        for result_file in sorted(self.out_dir.glob("*/seed*.json")):
+            try:
+                regime = json.loads(result_file.read_text()).get(CRM_LOSS_KEY, "CE")
+            except (OSError, ValueError):
+                continue  # not a record; a run writes its own whole
+            if regime != self.crm_loss_type:
+                raise LLMD4RecError(
+                    f"{self.out_dir} holds {regime} records ({result_file.name} of {result_file.parent.name}), and "
+                    f"this comparison trains its CRMs with {self.crm_loss_type}: give it a --compare_dir of its own")
 
     def checkpoint(self, method_name, seed):
         """The model file a finished run kept (records hold it relative to the folder), or None."""
@@ -372,33 +487,59 @@ class Comparison:
                 model_file = self.checkpoint(base, seed)
                 checkpoints[key] = str(model_file) if model_file else None
         run_fingerprint = fingerprint(method.name, method.model, method.settings, seed, self.dataset,
-                                      self.settings, self.overrides,
+                                      self.settings, self.identity_overrides,
                                       [self.records[(base, seed)]["fingerprint"] for base in method.starts_from])
         return {"method": method.name, "seed": seed, "dataset": self.dataset, "config_files": self.config_files,
-                "overrides": self.overrides, "checkpoints": checkpoints, "fingerprint": run_fingerprint,
+                "overrides": self.overrides, CRM_LOSS_KEY: self.crm_loss_type, "checkpoints": checkpoints, "fingerprint": run_fingerprint,
                 "out_dir": str(self.out_dir),
                 "run_dir": str(self.out_dir / method.name / f"seed{seed}"),
                 "result_file": str(self.out_dir / method.name / f"seed{seed}.json")}
 
-    def run(self, log=print):
+    def run(self, log=print, poll_seconds=CLAIM_POLL_SECONDS):
+        """Train every run still to train, in run order, and write the tables. Several processes
+        may run the same comparison on one folder: each run is claimed by the process that trains
+        it (``<run folder>/claim``), the others go on with the runs that do not wait for it and
+        read its record once it is written."""
         self._check_bases()
         self._train_gone_bases_first(log)
-        for method in self.methods:
-            for seed in self.seeds:
-                spec = self.spec(method, seed)
-                record = self._finished(spec)
-                if record is not None:
-                    log(f"compare: {method.name}, seed {seed}: reused {spec['result_file']}")
-                elif method.first_round_of:
-                    log(f"compare: {method.name}, seed {seed}: round 1 of {method.first_round_of}")
-                    record = self._first_round(method, seed, spec)
-                else:
-                    log(f"compare: {method.name}, seed {seed} ...")
-                    self._run_child(spec)
-                    record = self._finished(spec)
-                self.records[(method.name, seed)] = record
-                self.write_tables()
+        pending = [(method, seed) for method in self.methods for seed in self.seeds]
+        announced = set()
+        while pending:
+            if self._finish_next(pending, log, announced) is None:
+                time.sleep(poll_seconds)  # every run left trains elsewhere or waits for one that does
         return self.write_tables()
+
+    def _finish_next(self, pending, log, announced):
+        """Finish the first of ``pending`` that this process can finish now (its bases finished,
+        no other process training it) and remove it; returns it, or None when there is none."""
+        for method, seed in pending:
+            if any((base, seed) not in self.records for base in method.starts_from):
+                continue  # a base of this seed trains in another process
+            spec = self.spec(method, seed)
+            record = self._finished(spec)
+            if record is not None:
+                log(f"compare: {method.name}, seed {seed}: reused {spec['result_file']}")
+            elif method.first_round_of:
+                log(f"compare: {method.name}, seed {seed}: round 1 of {method.first_round_of}")
+                record = self._first_round(method, seed, spec)
+            else:
+                with claimed(spec["run_dir"]) as holder:
+                    if holder is not None:
+                        if (method.name, seed) not in announced:
+                            announced.add((method.name, seed))
+                            log(f"compare: {method.name}, seed {seed}: trains in another process ({holder}); "
+                                "going on with the runs that do not wait for it")
+                        continue
+                    record = self._finished(spec)  # the other process may have finished it meanwhile
+                    if record is None:
+                        log(f"compare: {method.name}, seed {seed} ...")
+                        self._run_child(spec)
+                        record = self._finished(spec)
+            self.records[(method.name, seed)] = record
+            pending.remove((method, seed))
+            self.write_tables()
+            return method, seed
+        return None
 
     def status(self):
         """``(method, seed, state)`` of every run, in run order, training and writing nothing."""
@@ -485,7 +626,7 @@ class Comparison:
             raise LLMD4RecError(f"{method.name} reads round 1 of {base_file}, which holds no round table: "
                              "delete that file and rerun (the run resumes from its kept state)")
         record = {"method": method.name, "seed": seed, "fingerprint": spec["fingerprint"],
-                  "torch_threads": base["torch_threads"], "checkpoint": None, "latency_ms": {},
+                  CRM_LOSS_KEY: spec[CRM_LOSS_KEY], "torch_threads": base["torch_threads"], "checkpoint": None, "latency_ms": {},
                   "first_round_of": method.first_round_of, **rows_of_round(rounds, 1, method.rows)}
         write_json_atomically(spec["result_file"], record)
         return record
@@ -586,12 +727,13 @@ class Comparison:
     def markdown(self, rows, metrics):
         header = ["method", "seeds", *map(metric_label, metrics), "train s", "latency ms/user"]
         threads = sorted({str(r.get("torch_threads", "not recorded")) for r in self.records.values()})
-        lines = [f"Data set {self.dataset}; seeds {', '.join(map(str, self.seeds))}; "
-                 f"overrides: {' '.join(self.overrides) or 'none'}; torch threads per run: {', '.join(threads)}. "
+        lines = [f"Data set {self.dataset}; CRM loss: {CRM_LOSS_LABELS[self.crm_loss_type]}, E4SRec's cross-entropy "
+                 f"over all items; seeds {', '.join(map(str, self.seeds))}; "
+                 f"overrides: {' '.join(shown_overrides(self.overrides))}; torch threads per run: {', '.join(threads)}. "
                  "Mean +- sample sd over the finished seeds (no sd for one seed); "
                  "a change (%) against another row is over the seeds both rows finished.",
                  "", *table_lines(header, [r for r in rows if r["method"] not in ABLATION_ROWS], metrics,
-                                  [base for _, base in IMPROVEMENTS])]
+                                  [base for _, base in (*IMPROVEMENTS, *CONTROLS)])]
         lines += ["", "train s: this row's own training (the distillation rows start from the same seed's "
                       "SASRec and, for the LLM -> CRM ones, E4SRec, whose times are their own rows')."]
         by_name = {row["method"]: row for row in rows}
@@ -693,7 +835,12 @@ def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None,
     if refused:
         raise LLMD4RecError(f"--{refused[0]} cannot go to a comparison: each run sets {', '.join(PER_RUN_KEYS)} "
                             "itself (--seeds sets how many seeds); drop it, or run one model with it alone")
-    out_dir = out_dir or Path("saved") / f"compare-{dataset}"
+    regime_keys = [key for key in given if key in REGIME_KEYS]
+    if regime_keys:
+        raise LLMD4RecError(f"--{regime_keys[0]} cannot go to a comparison: --{CRM_LOSS_KEY}=BPR or CE sets the loss "
+                            "of every CRM (E4SRec keeps cross-entropy)")
+    regime, overrides = with_crm_loss(overrides)
+    out_dir = out_dir or Path("saved") / f"compare-{dataset}-{regime.lower()}"
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise LLMD4RecError(f"--compare_dir {out_dir} is a file: name a folder (it is made if missing)")
     comparison = Comparison(dataset, config_files, overrides, seeds, select_methods(methods, ablation), out_dir)

@@ -10,6 +10,7 @@ library caller, a notebook or pytest never has its own argv read as configuratio
 """
 
 import ast
+import copy
 import os
 from pathlib import Path
 
@@ -36,6 +37,28 @@ PROPERTIES_DIR = _resource_dir("properties")
 RECBOLE_MODEL_PROPERTIES = Path(recbole.__file__).parent / "properties" / "model"
 DATASET_CONFIG_DIR = _resource_dir("dataset_configs")
 CONVERTED_DATASET_CONFIG = "converted.yaml"  # for a data set without a yaml of its own
+# What ``crm_loss_type`` sets for a CRM: RecBole's loss_type and its training negatives.
+CRM_LOSS_REGIMES = {
+    "CE": {"loss_type": "CE", "train_neg_sample_args": None},  # full softmax over all items
+    "BPR": {"loss_type": "BPR", "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}},  # the paper's
+}
+
+
+def follows_loss_type(model_class):
+    """Whether RecBole derives ``model_class``'s input type from ``loss_type`` (SASRec, GRU4Rec,
+    S3Rec, SASRecD, ...): the CRMs ``crm_loss_type`` applies to. E4SRec and LLMD4Rec declare
+    their own input type (E4SRec always trains with CE; LLMD4Rec's CRM config is SASRecD's)."""
+    return not hasattr(model_class, "input_type")
+
+
+def crm_loss_regime(value):
+    """The loss_type and train_neg_sample_args that ``crm_loss_type`` names; None for None."""
+    if value is None:
+        return None
+    regime = CRM_LOSS_REGIMES.get(str(value).upper())
+    if regime is None:
+        raise ConfigError(f"crm_loss_type must be one of {', '.join(CRM_LOSS_REGIMES)} or None, got {value!r}")
+    return regime
 
 
 def dataset_config_file(dataset):
@@ -237,7 +260,11 @@ class Config(RecBoleConfig):
     def _get_final_config_dict(self):
         for key, value in self.external_config_dict.items():
             check_value_type(key, self.internal_config_dict.get(key), value)
-        return super()._get_final_config_dict()
+        final = super()._get_final_config_dict()
+        regime = crm_loss_regime(final.get("crm_loss_type"))
+        if regime is not None and follows_loss_type(self.model_class):
+            final.update(copy.deepcopy(regime))  # before RecBole derives the input type and the negative sampling from them
+        return final
 
 
 # Checkpoints pickle the Config; let torch's weights_only loader accept this subclass too.

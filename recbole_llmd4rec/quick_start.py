@@ -97,8 +97,9 @@ def run_llmd4rec(model=None, dataset=None, config_file_list=None, config_dict=No
     """Train and test one model, as RecBole's ``run_recbole`` does.
 
     Returns a dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``
-    and ``test_result`` (RecBole's keys) plus ``saved_model_file`` when ``saved`` and
-    ``train_seconds``, the wall time of ``trainer.fit``.
+    and ``test_result`` (RecBole's keys) plus ``saved_model_file`` when ``saved``,
+    ``train_seconds``, the wall time of ``trainer.fit``, and ``valid_curve`` (epoch -> validation
+    score) and ``best_epoch`` where the trainer keeps them (the plugin's resumable trainers).
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
     check_dataset_files(config)
@@ -139,6 +140,8 @@ def run_llmd4rec(model=None, dataset=None, config_file_list=None, config_dict=No
         "test_result": test_result,
         "saved_model_file": trainer.saved_model_file if saved else None,
         "train_seconds": train_seconds,
+        "valid_curve": dict(getattr(trainer, "valid_curve", {})),
+        "best_epoch": getattr(trainer, "best_epoch", None),
     }
 
 

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recbole.data.utils import get_dataloader
+from recbole.data.utils import create_samplers, get_dataloader
 from recbole.trainer import AbstractTrainer, Trainer
 from recbole.trainer import S3RecTrainer as RecBoleS3RecTrainer
 from recbole.utils import calculate_valid_score, dict2str, init_seed, set_color
 
-from recbole_llmd4rec.atomic import replacing
+from recbole_llmd4rec.atomic import files_sha256, replacing, write_json_atomically
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.distillers import make_distiller
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError, first_reason
@@ -100,6 +100,9 @@ class ResumableTrainer(Trainer):
         # A caller that stores the result itself later keeps the finished state until then: a
         # rerun killed in between finds the training done instead of starting it over.
         self.keeps_training_state = False
+        self.valid_curve = {}  # epoch -> validation score, every validated epoch of this fit
+        self.start_valid_score = None  # the weights' score before the first epoch, where a caller measured it
+        self.best_epoch = None  # the epoch whose weights early stopping keeps; None: none beat the start
 
     @property
     def _writes_files(self):
@@ -141,6 +144,9 @@ class ResumableTrainer(Trainer):
         self.best_valid_score = state["best_valid_score"]
         self.best_valid_result = state["best_valid_result"]
         self.train_loss_dict = dict(state["train_loss_dict"])
+        self.valid_curve = dict(state.get("valid_curve", {}))  # absent from states written before curves
+        self.best_epoch = state.get("best_epoch")
+        self.start_valid_score = state.get("start_valid_score")
         # The best epoch's file, by name: RecBole's names carry the time the first run began.
         self.saved_model_file = os.path.join(os.path.dirname(self.saved_model_file), state["saved_model_name"])
         self.earlier_seconds = state["seconds"]
@@ -161,6 +167,7 @@ class ResumableTrainer(Trainer):
             "fingerprint": self.run_fingerprint, "epoch": epoch_idx, "cur_step": self.cur_step,
             "best_valid_score": self.best_valid_score, "best_valid_result": self.best_valid_result,
             "train_loss_dict": self.train_loss_dict, "saved_model_name": os.path.basename(self.saved_model_file),
+            "valid_curve": self.valid_curve, "best_epoch": self.best_epoch, "start_valid_score": self.start_valid_score,
             "seconds": self.earlier_seconds + time.time() - self._fit_started,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "rng": random_states(train_data),
@@ -176,6 +183,9 @@ class ResumableTrainer(Trainer):
             return self.best_valid_score, self.best_valid_result
 
         def after_validation(epoch_idx, valid_score):
+            self.valid_curve[epoch_idx] = float(valid_score)
+            if self.cur_step == 0:  # RecBole's early stopping just kept this epoch
+                self.best_epoch = epoch_idx
             self._save_training_state(epoch_idx, train_data)
             if callback_fn:
                 callback_fn(epoch_idx, valid_score)
@@ -208,6 +218,16 @@ def set_random_states(states, train_data):
     if states["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
     train_data.generator.set_state(states["loader"])
+
+
+def phase_record(name, trainer, start_is_candidate):
+    """What a run keeps of one phase (a ResumableTrainer's finished fit): the validation score
+    of the weights it started from, every trained epoch's, and the epoch whose weights it kept
+    ("start" when the start was a candidate and no epoch beat it), so a reading of the run can
+    be checked against its curves."""
+    return {"phase": name, "start_valid_score": trainer.start_valid_score, "start_is_candidate": start_is_candidate,
+            "valid_curve": [[epoch, score] for epoch, score in sorted(trainer.valid_curve.items())],
+            "chosen_epoch": "start" if trainer.best_epoch is None else trainer.best_epoch}
 
 
 class TrainingLossIsNaN(ValueError):
@@ -257,6 +277,7 @@ class E4SRecTrainer(PhaseTrainer):
 RUN_STATE_KEYS = ("finished_steps", "rows", "llm_phase_record", "crm", "llm")  # what state.pth holds
 ROUND_STATE_KEYS = (*RUN_STATE_KEYS, "round", "settings")  # what state_round<t>.pth holds
 ROUND_STATE_FILE = "state_round{}.pth"
+PHASES_FILE = "phases.json"  # every phase's validation curve and chosen epoch
 # Settings that the first rounds of a run do not read: key -> the first round whose steps it
 # shapes. A run may start from another run's state after round t (``start_state``) when their
 # settings differ only in keys first read after round t.
@@ -272,17 +293,12 @@ RUN_IRRELEVANT_KEYS = {"show_progress", "state", "verbose", "gpu_id", "device", 
 # folder of model files moved to another place or machine still finds its runs, resume files and
 # round states. Other paths (data_path, llm_path) count as written: the data set stays where it was.
 FILE_SETTINGS = ("crm_checkpoint", "llm_checkpoint", "start_state")
-FILE_READ_BYTES = 2**20  # chunk size when a file setting is hashed
 
 
 def setting_value(key, value):
     """How a setting enters ``run_settings``: a file it names by the sha256 of its bytes."""
     if key in FILE_SETTINGS and isinstance(value, str) and os.path.isfile(value):
-        digest = hashlib.sha256()
-        with open(value, "rb") as handle:
-            for chunk in iter(lambda: handle.read(FILE_READ_BYTES), b""):
-                digest.update(chunk)
-        return f"file sha256 {digest.hexdigest()}"
+        return f"file sha256 {files_sha256([value])}"
     return repr(value)
 
 
@@ -311,9 +327,11 @@ class MutualDistillTrainer(AbstractTrainer):
     """Algorithm 1 of LLMD4Rec on an ``LLMD4Rec`` model (``crm``: SASRecD, ``llm``: E4SRec).
 
     Each phase trains its student to early stopping on the validation metric (RecBole's
-    ``stopping_step``) and keeps its best weights, where the weights the phase started
-    from count as a candidate [decided: the paper says "until convergence"; this way a
-    phase whose teacher does not help leaves its student as it was].
+    ``stopping_step``) and keeps its best trained epoch ("train until convergence"); with
+    ``phase_start_is_candidate`` the weights the phase started from count as a candidate too,
+    so a phase whose teacher does not help leaves its student as it was. Every phase's start
+    score, validation curve and chosen epoch go to ``phases.json``. A phase whose distillation
+    weight is 0 builds no teacher store: it is the no-teacher control of that phase.
 
     Every step below is one checkpointed unit: after it finishes, both models, the round
     table and the list of finished steps are written atomically to ``state.pth`` in the
@@ -335,6 +353,8 @@ class MutualDistillTrainer(AbstractTrainer):
         self.crm_config, self.llm_config = model.crm_config, model.llm_config
         self.micro_batch_size = require_int(self.llm_config, "micro_batch_size", 1)
         refuse_scaler_with_micro_batches(self.llm_config)  # before round 0, not after it
+        if not isinstance(config["phase_start_is_candidate"], bool):
+            raise ConfigError(f"phase_start_is_candidate must be True or False, got {config['phase_start_is_candidate']!r}")
         self.run_dir = Path(config["checkpoint_dir"]) / (
             f"LLMD4Rec-{config['dataset']}-{run_fingerprint(config, self.crm_config, self.llm_config)}"
         )
@@ -343,6 +363,7 @@ class MutualDistillTrainer(AbstractTrainer):
         self.finished_steps = []
         self.teacher_passes = {}  # phase name -> teacher forward batches (one pass per phase)
         self.llm_phase_record = (0.0, 0)  # (seconds, epochs) of the round's LLM phase, for its table rows
+        self.phases = []  # phase_record of every finished phase, in training order
         self.saved_model_file = str(self.run_dir / "sasrec_distilled.pth")
         self.crm_evaluator = Trainer(self.crm_config, self.crm)
         self.llm_evaluator = Trainer(self.llm_config, self.llm)
@@ -414,9 +435,7 @@ class MutualDistillTrainer(AbstractTrainer):
         """Train ``student`` to early stopping, learning from ``teacher`` (or alone);
         returns (seconds, epochs). The teacher's store lives only as long as the phase."""
         started = time.time()
-        train_loader = get_dataloader(student_config, "train")(
-            student_config, self.train_dataset, None, shuffle=student_config["shuffle"]
-        )
+        train_loader = self._train_loader(student_config)
         best_file, training_file = self._phase_files(name)
         phase = PhaseTrainer(
             student_config, student,
@@ -426,6 +445,8 @@ class MutualDistillTrainer(AbstractTrainer):
         phase.clock_started = started
         phase.keeps_training_state = True  # until state.pth marks the step finished (_run_step)
         phase.resume(train_loader)
+        if teacher is not None and distiller == "llmd4rec" and self._teacher_weight(student) == 0:
+            teacher = None  # the KL's weight is 0: the phase is the no-teacher control, its store unneeded
         # A phase a kill left trained but unrecorded needs no teacher: its store is not built again.
         if teacher is not None and not phase.finished_training:
             topk = self.config["teacher_topk"] if self.config["teacher_store"] == "topk" else None
@@ -443,18 +464,37 @@ class MutualDistillTrainer(AbstractTrainer):
         finally:
             if phase.teacher is not None:
                 phase.teacher.close()
-        if os.path.isfile(phase.saved_model_file):  # back to the phase's best epoch
+        if os.path.isfile(phase.saved_model_file):  # back to the phase's chosen epoch
             student.load_state_dict(load_checkpoint(phase.saved_model_file)["state_dict"])
+        self.phases.append(phase_record(name, phase, self.config["phase_start_is_candidate"]))
         return phase.earlier_seconds + time.time() - started, len(phase.train_loss_dict)
+
+    def _train_loader(self, student_config):
+        """RecBole's train loader for a phase's student, with its negative sampler where the
+        student's loss samples negatives (a BPR-trained CRM)."""
+        sampler = None
+        if student_config["train_neg_sample_args"]["distribution"] != "none":
+            built = [self.train_dataset, self.valid_data._dataset, self.test_data._dataset]
+            sampler = create_samplers(student_config, self.train_dataset, built)[0]
+        return get_dataloader(student_config, "train")(
+            student_config, self.train_dataset, sampler, shuffle=student_config["shuffle"]
+        )
+
+    def _teacher_weight(self, student):
+        """The coefficient of the student's KL term: beta (Eq. 9) for the CRM, gamma (Eq. 5) for the LLM."""
+        return self.crm_config["distill_beta"] if student is self.crm else self.llm_config["distill_gamma"]
 
     def _fit_to_early_stopping(self, name, phase, train_loader):
         if not phase.resumed:
-            # The weights a phase starts from are its first candidate: early stopping keeps
-            # them unless an epoch validates better, so a phase never ends worse on valid.
+            # The start's score is recorded; it is a candidate only under phase_start_is_candidate
+            # (a phase then never ends worse on valid than it began). By default a phase's result
+            # is its best trained epoch: Algorithm 1 trains each phase to convergence.
             start_result = phase.evaluate(self.valid_data, load_best_model=False, show_progress=self.show_progress)
-            phase.best_valid_score = calculate_valid_score(start_result, phase.valid_metric)
-            phase.best_valid_result = start_result
-            phase._save_checkpoint(-1, verbose=False)
+            phase.start_valid_score = calculate_valid_score(start_result, phase.valid_metric)
+            if self.config["phase_start_is_candidate"]:
+                phase.best_valid_score = phase.start_valid_score
+                phase.best_valid_result = start_result
+                phase._save_checkpoint(-1, verbose=False)
         try:
             phase.fit(train_loader, self.valid_data, saved=True, show_progress=self.show_progress)
         except TrainingLossIsNaN:
@@ -483,6 +523,7 @@ class MutualDistillTrainer(AbstractTrainer):
             "finished_steps": list(self.finished_steps),
             "rows": self.report.rows,
             "llm_phase_record": list(self.llm_phase_record),
+            "phases": list(self.phases),
             "crm": self.crm.state_dict(),
             "llm": self.llm.state_dict(),
         }
@@ -515,6 +556,7 @@ class MutualDistillTrainer(AbstractTrainer):
         self.finished_steps = list(state["finished_steps"])
         self.report = RoundReport(state["rows"])
         self.llm_phase_record = tuple(state["llm_phase_record"])
+        self.phases = list(state.get("phases", []))  # absent from states written before phase curves
         self.logger.info(f"LLMD4Rec: {origin} after {self.finished_steps[-1]}")
 
     def _start_state(self, path):
@@ -538,7 +580,8 @@ class MutualDistillTrainer(AbstractTrainer):
     def _export(self):
         self.report.write(self.run_dir)
         self.report.plot(str(self.run_dir / "rounds.png"))
-        outputs = ["rounds.csv/json/png", "e4srec/", "item_embeddings.itememb"]
+        write_json_atomically(self.run_dir / PHASES_FILE, self.phases)
+        outputs = ["rounds.csv/json/png", PHASES_FILE, "e4srec/", "item_embeddings.itememb"]
         if self.crm.has_teacher_inputs:
             self.logger.info("no sasrec_distilled.pth: DLLM2Rec's embedding distillation feeds the LLM's item "
                              "vectors into SASRec's inputs, which a plain SASRec checkpoint cannot hold")

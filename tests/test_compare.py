@@ -1,8 +1,12 @@
 """The side-by-side comparison: runs, reuse of finished runs, the tables' arithmetic."""
 
 import json
+import os
 import re
 import shutil
+import socket
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -311,7 +315,8 @@ def test_tables_rebuilds_the_whole_table_from_finished_results_and_trains_nothin
     assert "(from 4 finished results; nothing was trained)" in capsys.readouterr().out
     # with --status too, both are printed; the tables are returned
     assert compare(dataset, files, overrides, seeds=2, methods=methods, out_dir=out, status=True, tables=True) \
-        .startswith("Data set tiny; seeds 2020, 2021;")
+        .startswith("Data set tiny; CRM loss: cross-entropy over all items (the strong regime), E4SRec's "
+                    "cross-entropy over all items; seeds 2020, 2021; overrides: --data_path=DIR --llm_cache_dir=DIR")
     assert "4 of 8 runs finished" in capsys.readouterr().out
     # no finished result (other settings here): one error, and the tables already there stay
     before = (out / f"comparison-{dataset}.md").read_text()
@@ -467,3 +472,88 @@ def test_a_run_that_fails_is_one_error_line_quoting_the_runs_own(tmp_path):
     with pytest.raises(LLMD4RecError, match=r"^SASRec \(seed 2020\) failed: valid_metric 'MRR@10' is not among .*"
                                             r"\(whole log: .*run\.log\); finished runs are kept"):
         compare("tiny", [str(TINY_YAML)], overrides, seeds=1, methods="SASRec", out_dir=tmp_path / "runs")
+
+
+def test_two_processes_share_a_comparison_each_run_trained_once(tmp_path, monkeypatch):
+    """A run claimed by another live process is left to it: this one trains what does not wait for
+    it, waits for the rest, and reads the other's record once it is written."""
+    import subprocess
+    import sys
+
+    comparison = Comparison("toy", [], [], 2, select_methods("SASRec,E4SRec", False), tmp_path)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        claim = tmp_path / "SASRec" / "seed2021" / "claim"
+        claim.parent.mkdir(parents=True)
+        claim.write_text(f"{socket.gethostname()} {other.pid}")
+        launched = []
+
+        def train(self, spec):
+            assert (Path(spec["run_dir"]) / "claim").read_text() == f"{socket.gethostname()} {os.getpid()}"
+            launched.append((spec["method"], spec["seed"]))
+            write_json_atomically(spec["result_file"], {**hand_made_record({spec["method"]: 0.1}),
+                                                        "fingerprint": spec["fingerprint"], "checkpoint": None})
+
+        def the_other_process_finishes(seconds):
+            spec = comparison.spec(METHODS[0], 2021)
+            write_json_atomically(spec["result_file"], {**hand_made_record({"SASRec": 0.2}),
+                                                        "fingerprint": spec["fingerprint"], "checkpoint": None})
+            claim.unlink()
+
+        monkeypatch.setattr(Comparison, "_run_child", train)
+        monkeypatch.setattr(time, "sleep", the_other_process_finishes)
+        messages = []
+        comparison.run(log=messages.append)
+    finally:
+        other.kill()
+    assert launched == [("SASRec", 2020), ("E4SRec", 2020), ("E4SRec", 2021)]
+    assert any("SASRec, seed 2021: trains in another process" in message for message in messages)
+    assert comparison.records[("SASRec", 2021)]["rows"]["SASRec"]["hit@10"] == 0.2
+    assert not list(tmp_path.glob("*/seed*/claim"))  # every claim released
+
+
+def test_a_claim_whose_process_died_is_taken_over(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    comparison = Comparison("toy", [], [], 1, select_methods("SASRec", False), tmp_path)
+    claim = tmp_path / "SASRec" / "seed2020" / "claim"
+    claim.parent.mkdir(parents=True)
+    claim.write_text(f"{socket.gethostname()} {dead.stdout.strip()}")
+    launched = []
+
+    def train(self, spec):
+        launched.append(spec["method"])
+        write_json_atomically(spec["result_file"], {**hand_made_record({"SASRec": 0.1}),
+                                                    "fingerprint": spec["fingerprint"]})
+
+    monkeypatch.setattr(Comparison, "_run_child", train)
+    comparison.run(log=lambda message: None)
+    assert launched == ["SASRec"] and not claim.exists()
+
+
+def test_a_folder_of_one_crm_loss_refuses_a_comparison_of_the_other(finished):
+    out, (dataset, files, overrides), _ = finished
+    with pytest.raises(LLMD4RecError, match="holds CE records .* trains its CRMs with BPR: give it a --compare_dir"):
+        Comparison(dataset, files, [*overrides, "--crm_loss_type=BPR"], 1, select_methods("SASRec", False), out)
+    with pytest.raises(LLMD4RecError, match="--loss_type cannot go to a comparison: --crm_loss_type=BPR or CE"):
+        compare(dataset, files, [*overrides, "--loss_type=BPR"], seeds=1, methods="SASRec", out_dir=out)
+    with pytest.raises(LLMD4RecError, match="--crm_loss_type must be one of BPR, CE for a comparison, got 'hinge'"):
+        compare(dataset, files, [*overrides, "--crm_loss_type=hinge"], seeds=1, methods="SASRec", out_dir=out)
+
+
+def test_a_records_identity_reads_the_data_sets_files_not_their_folder(tmp_path):
+    for folder in ("here", "there"):
+        shutil.copytree(TESTS / "data" / "tiny", tmp_path / folder / "tiny")
+    sasrec = select_methods("SASRec", False)
+
+    def identity(folder):
+        comparison = Comparison("tiny", [str(TINY_YAML)], [f"--data_path={tmp_path / folder}"], 1, sasrec,
+                                tmp_path / "compare")
+        return comparison.spec(sasrec[0], 2020)["fingerprint"]
+
+    assert identity("here") == identity("there")
+    with open(tmp_path / "there" / "tiny" / "tiny.inter", "a", encoding="utf-8") as handle:
+        handle.write("1\t2\t999\n")
+    assert identity("here") != identity("there")

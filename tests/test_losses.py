@@ -7,7 +7,7 @@ import torch
 
 from recbole_llmd4rec.losses import (
     adaptive_weight, distill_kl, distillation_objective, feature_distillation_loss, kl_to_distribution,
-    ranking_distillation_loss, ranking_distillation_weights, target_rank, teacher_targets,
+    ranking_distillation_loss, ranking_distillation_weights, target_rank, teacher_distribution, teacher_targets,
 )
 
 
@@ -47,6 +47,18 @@ def test_distill_kl_matches_a_hand_computed_value():
     p_t = [p_s[1], p_s[0]]
     expected = sum(t * math.log(t / s) for t, s in zip(p_t, p_s))
     assert distill_kl(student, teacher, temperature).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_distill_kl_is_from_the_teacher_to_the_student_on_an_asymmetric_pair():
+    """KL(p_t || p_s) with p_t = (0.9, 0.1), p_s = (0.5, 0.5): 0.368; the reverse KL is 0.511."""
+    student = torch.log(torch.tensor([[0.5, 0.5]]))
+    teacher = torch.log(torch.tensor([[0.9, 0.1]]))
+    teacher_to_student = 0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5)
+    student_to_teacher = 0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(0.5 / 0.1)
+    assert teacher_to_student == pytest.approx(0.3681, abs=1e-4) and student_to_teacher == pytest.approx(0.5108, abs=1e-4)
+    assert distill_kl(student, teacher, 1.0).item() == pytest.approx(teacher_to_student, rel=1e-6)
+    probs, neg_entropy = teacher_distribution(teacher, 1.0)
+    assert kl_to_distribution(student, probs, neg_entropy, 1.0).item() == pytest.approx(teacher_to_student, rel=1e-6)
 
 
 def test_distill_kl_is_zero_for_equal_distributions_and_per_sample():

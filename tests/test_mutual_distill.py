@@ -1,5 +1,6 @@
 """LLMD4Rec end to end on the tiny data set: Algorithm 1, switches, exports, resume, refusals."""
 
+import json
 import math
 import subprocess
 import sys
@@ -154,9 +155,21 @@ def test_crm_to_llm_leaves_the_pretrained_crm(run):
     assert set(trainer.teacher_passes) == {"round1_llm", "round2_llm"}
 
 
-def test_embedding_update_switch(run):
+def test_embedding_update_switch(run, monkeypatch):
+    at_llm_phase_start = []  # whether the LLM's item table equals the CRM's when each LLM phase begins
+    original = MutualDistillTrainer._train_phase
+
+    def spy(self, name, student, *args, **kwargs):
+        if student is self.llm:
+            at_llm_phase_start.append(torch.equal(self.llm.item_embedding.weight, self.crm.item_embedding.weight))
+        return original(self, name, student, *args, **kwargs)
+
+    monkeypatch.setattr(MutualDistillTrainer, "_train_phase", spy)
     _, updated = run("updated")
+    assert at_llm_phase_start == [True, True]
+    at_llm_phase_start.clear()
     _, frozen = run("frozen", embedding_update=False)
+    assert at_llm_phase_start == [True, False]  # round 2 keeps round 0's table; the CRM moved on
     # With the update, E4SRec ends with the E the CRM had after round 1; without, with round 0's.
     assert not torch.equal(updated.llm.item_embedding.weight, frozen.llm.item_embedding.weight)
     assert not torch.equal(frozen.llm.item_embedding.weight, frozen.crm.item_embedding.weight)
@@ -236,17 +249,38 @@ def test_another_value_error_in_a_phase_is_not_taken_for_a_nan_loss(run, monkeyp
         run()
 
 
-def test_a_phase_that_only_hurts_keeps_its_starting_weights(run, monkeypatch):
+@pytest.fixture
+def hurting_teacher(monkeypatch):
+    """Every distillation step makes the CRM worse (gradient ascent on its loss)."""
     original = SASRecD.calculate_loss
 
     def ascent_with_teacher(self, interaction, teacher=None):
         loss = original(self, interaction, teacher=teacher)
-        return -loss if teacher is not None else loss  # every distillation step makes it worse
+        return -loss if teacher is not None else loss
 
     monkeypatch.setattr(SASRecD, "calculate_loss", ascent_with_teacher)
-    _, trainer = run(mutual_rounds=1, crm={"learning_rate": 0.05})
+
+
+def test_a_phase_keeps_its_best_trained_epoch_and_records_its_curve(run, hurting_teacher):
+    _, trainer = run(mutual_rounds=1, epochs=2, crm={"learning_rate": 0.05})
+    # the paper's rule: the phase trains to convergence, so it ends on a trained epoch, here worse than its start
+    assert trainer.report.result(1, "CRM", "valid") != trainer.report.result(0, "CRM", "valid")
+    phases = {phase["phase"]: phase for phase in json.loads((trainer.run_dir / "phases.json").read_text())}
+    assert list(phases) == ["round0_crm", "round1_llm", "round1_crm"]
+    crm = phases["round1_crm"]
+    assert crm["start_is_candidate"] is False and [epoch for epoch, _ in crm["valid_curve"]] == [0, 1]
+    scores = dict(crm["valid_curve"])
+    assert crm["chosen_epoch"] == max(scores, key=scores.get)  # the best trained epoch, first of equals
+    assert max(scores.values()) < crm["start_valid_score"]
+    assert trainer.report.result(1, "CRM", "valid")["ndcg@10"] == pytest.approx(max(scores.values()), abs=1e-4)
+    assert crm["start_valid_score"] == pytest.approx(trainer.report.result(0, "CRM", "valid")["ndcg@10"], abs=1e-4)
+
+
+def test_with_the_start_as_a_candidate_a_phase_that_only_hurts_keeps_its_starting_weights(run, hurting_teacher):
+    _, trainer = run(mutual_rounds=1, crm={"learning_rate": 0.05}, phase_start_is_candidate=True)
     assert trainer.report.result(1, "CRM", "valid") == trainer.report.result(0, "CRM", "valid")
     assert trainer.report.result(1, "CRM", "test") == trainer.report.result(0, "CRM", "test")
+    assert trainer.phases[-1]["chosen_epoch"] == "start"
 
 
 def test_a_broken_run_state_is_one_clear_error(run, workdir):

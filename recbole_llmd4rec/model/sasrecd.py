@@ -11,7 +11,10 @@ minimises Eq. 9:
 
     L_CRM = L_rec + beta * mean_b( w2_b * KL(softmax(y_l / T2) || softmax(y_c / T2))_b )
 
-where w2 is the sample-wise adaptive weight of Eq. 8 (student = CRM, teacher = LLM).
+where w2 is the sample-wise adaptive weight of Eq. 8 (student = CRM, teacher = LLM) and
+L_rec is SASRec's own loss: BPR on the target against one sampled negative (the paper's
+"pairwise loss", ``loss_type: BPR``) or cross-entropy over all items (``loss_type: CE``); the
+KL reads the scores of every item in both (``Softmax(y_c)``).
 The baselines the paper compares with are losses of the same student (``losses.py``):
 DLLM2Rec, ``L_rec + lambda * L_rank`` plus its collaborative embedding distillation (the
 input item embeddings gain ``w * Linear(teacher item embedding)``), and LEADER,
@@ -131,8 +134,9 @@ class SASRecD(SASRec):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         check_distillation_settings(config, "distill_beta")
-        if self.loss_type != "CE":
-            raise ConfigError("SASRecD distils full item distributions: set loss_type: CE")
+        if self.loss_type not in ("CE", "BPR"):
+            raise ConfigError(f"SASRecD trains with loss_type CE or BPR (crm_loss_type sets either), "
+                              f"got {self.loss_type!r}")
         self.distill_beta = config["distill_beta"]
         self.distill_temperature = config["distill_temperature"]
         self.sample_weight = config["sample_weight"]
@@ -194,7 +198,7 @@ class SASRecD(SASRec):
         user_state = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         logits = self._logits(user_state)
         target = interaction[self.POS_ITEM_ID]
-        rec_loss = self.loss_fct(logits, target)
+        rec_loss = self._rec_loss(logits, interaction)
         if teacher is None:
             teacher = item_teacher_targets(teacher_logits, target, self.distill_temperature)
         if isinstance(teacher, TeacherTargets):
@@ -208,6 +212,17 @@ class SASRecD(SASRec):
             alignment = feature_distillation_loss(self.feature_projection(user_state), teacher.user_state)
             return rec_loss + self.leader_weight * alignment.mean()
         raise LLMD4RecError(f"SASRecD cannot learn from a teacher given as {type(teacher).__name__}")
+
+    def _rec_loss(self, logits, interaction):
+        """SASRec's own loss from the scores of every item (B, n_items): CE over all items, or
+        BPR on the target against the batch's sampled negative (the paper's pairwise ``L_rec``);
+        the distillation terms read the same scores over all items."""
+        target = interaction[self.POS_ITEM_ID]
+        if self.loss_type == "CE":
+            return self.loss_fct(logits, target)
+        positive = logits.gather(1, target.unsqueeze(1)).squeeze(1)
+        negative = logits.gather(1, interaction[self.NEG_ITEM_ID].unsqueeze(1)).squeeze(1)
+        return self.loss_fct(positive, negative)
 
     def _ranking_loss(self, logits, interaction, teacher):
         """DLLM2Rec's importance-aware ranking distillation for the batch, (B,)."""
