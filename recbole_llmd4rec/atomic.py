@@ -1,11 +1,17 @@
-"""Files written whole or not at all: a killed run (or a crashed machine) never leaves half a
-checkpoint or table."""
+"""Files written whole or not at all, and checkpoints read safely: a killed run (or a crashed
+machine) never leaves half a checkpoint or table, and a checkpoint is read through the allow-list
+unpickler (compat.py), with one clear error for anything else. Every writer and reader of the
+plugin goes through here."""
 
 import hashlib
 import json
 import os
+import shutil
 from contextlib import contextmanager, suppress
 from pathlib import Path
+
+from recbole_llmd4rec.compat import RefusedCheckpointContent
+from recbole_llmd4rec.errors import LLMD4RecError
 
 
 @contextmanager
@@ -56,3 +62,46 @@ def files_sha256(paths):
             for chunk in iter(lambda: handle.read(READ_CHUNK_BYTES), b""):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def atomic_torch_save(obj, path):
+    """``torch.save`` to a temporary file, then rename: a killed run never leaves half a file."""
+    import torch
+
+    path = str(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with replacing(path) as temporary:
+        torch.save(obj, temporary)
+    return path
+
+
+def load_checkpoint(model_file, required_keys=("config", "state_dict"), kind="a RecBole checkpoint"):
+    """``torch.load`` a checkpoint through the allow-list reader (see compat), checking that it
+    is a dict holding ``required_keys``; any failure is one clear LLMD4RecError."""
+    import torch
+
+    model_file = str(model_file)
+    if not os.path.isfile(model_file):
+        raise LLMD4RecError(f"checkpoint not found: {model_file}")
+    try:
+        checkpoint = torch.load(model_file, map_location="cpu")
+    except RefusedCheckpointContent as exc:
+        raise LLMD4RecError(
+            f"checkpoint {model_file} was refused: {exc}; such content could run code when loaded, so only what "
+            f"RecBole and this plugin write is read (expected here: {kind})"
+        ) from None
+    except Exception as exc:  # torch raises several unrelated types for a bad file
+        raise LLMD4RecError(
+            f"cannot read checkpoint {model_file} ({type(exc).__name__}: {str(exc).splitlines()[0]}): "
+            f"it is not a whole file written by torch.save, and {kind} was expected here"
+        ) from None
+    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required_keys):
+        raise LLMD4RecError(f"{model_file} is not {kind} (it lacks {', '.join(map(repr, required_keys))})")
+    return checkpoint
+
+
+def copy_atomically(source, target):
+    """``source`` copied to ``target``, which appears whole or not at all."""
+    with replacing(target) as temporary:
+        shutil.copyfile(source, temporary)
+    return target

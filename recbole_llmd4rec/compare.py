@@ -43,7 +43,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import socket
 import statistics
 import subprocess
@@ -54,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from recbole_llmd4rec.atomic import files_sha256, replacing, write_json_atomically
+from recbole_llmd4rec.atomic import copy_atomically, files_sha256, replacing, write_json_atomically
 from recbole_llmd4rec.errors import LLMD4RecError, report_bad_input
 
 NOT_METRICS = ("round", "model", "split", "phase_seconds", "epochs")  # the other columns of rounds.json
@@ -381,12 +380,6 @@ def median_user_latency_ms(config, model, test_data):
                 if len(timings) >= LATENCY_WARMUP + LATENCY_USERS:
                     return 1000 * statistics.median(timings[LATENCY_WARMUP:])
     return 1000 * statistics.median(timings[LATENCY_WARMUP:] or timings)
-
-
-def copy_atomically(source, target):
-    with replacing(target) as temporary:
-        shutil.copyfile(source, temporary)
-    return target
 
 
 CLAIM_FILE = "claim"  # in a run's folder while a process trains it: "<host> <pid>"

@@ -87,6 +87,10 @@ def _model_class_reference(module, name):
     return None
 
 
+class RefusedCheckpointContent(pickle.UnpicklingError):
+    """A checkpoint asks for a class or a call outside the allow-list: refused, not run."""
+
+
 class CheckpointUnpickler(pickle._Unpickler):
     """A pickle reader that builds only allow-listed globals, for every pickle protocol.
 
@@ -106,9 +110,9 @@ class CheckpointUnpickler(pickle._Unpickler):
         if found is None:
             found = _model_class_reference(module, name)
         if found is None:
-            raise pickle.UnpicklingError(
-                f"{full_name} is not an allowed checkpoint class; if you trust the file, add it "
-                f"with torch.serialization.add_safe_globals or load with weights_only=False"
+            raise RefusedCheckpointContent(
+                f"it holds {full_name}, which is not among the classes a checkpoint may hold (in Python, "
+                f"torch.serialization.add_safe_globals allows one more for a file you trust)"
             )
         return found
 
@@ -119,7 +123,7 @@ class CheckpointUnpickler(pickle._Unpickler):
             *_weights_only_unpickler._get_user_allowed_globals().values(),
         )
         if not any(target is candidate for candidate in allowed):
-            raise pickle.UnpicklingError(f"the checkpoint asks to call {target!r}, which is not allowed")
+            raise RefusedCheckpointContent(f"it asks to call {target!r}, which is not allowed")
 
     def _load_checked(opcode, stack_depth):
         original = pickle._Unpickler.dispatch[opcode[0]]
@@ -137,10 +141,10 @@ class CheckpointUnpickler(pickle._Unpickler):
     del _load_checked
 
     def load_obj(self):
-        raise pickle.UnpicklingError("protocol-0/1 OBJ opcodes are not allowed in a checkpoint")
+        raise RefusedCheckpointContent("it builds objects with protocol-0/1 OBJ opcodes, which are not allowed")
 
     def load_inst(self):
-        raise pickle.UnpicklingError("protocol-0/1 INST opcodes are not allowed in a checkpoint")
+        raise RefusedCheckpointContent("it builds objects with protocol-0/1 INST opcodes, which are not allowed")
 
     dispatch[pickle.OBJ[0]] = load_obj
     dispatch[pickle.INST[0]] = load_inst

@@ -19,20 +19,15 @@ import torch
 
 from recbole_llmd4rec.errors import ConfigError
 from recbole_llmd4rec.losses import (
-    FeatureTargets, RankingTargets, TeacherTargets, sum_p_log_p, target_rank, teacher_distribution,
+    PADDING_ITEM, FeatureTargets, RankingTargets, TeacherTargets, real_items, sum_p_log_p, target_rank,
+    teacher_distribution,
 )
 
-PADDING_ITEM = 0  # RecBole's item id 0 is padding, never a target
 # The teacher store's number type: half the memory of float32 at a relative error of 5e-4;
 # probabilities below 6e-8 round to 0.
 STORE_DTYPE = torch.float16
 DISTILLERS = ("llmd4rec", "dllm2rec", "leader")
 ONE_WAY_DISTILLERS = ("dllm2rec", "leader")  # LLM -> CRM only
-
-
-def real_items(logits):
-    """RecBole logits (B, n_items) without the padding column."""
-    return logits[:, PADDING_ITEM + 1 :]
 
 
 class KLDistiller:

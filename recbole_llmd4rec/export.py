@@ -7,8 +7,7 @@ import torch
 from recbole.config import Config as RecBoleConfig
 from recbole.model.sequential_recommender.sasrec import SASRec
 
-from recbole_llmd4rec.atomic import replacing
-from recbole_llmd4rec.quick_start import atomic_torch_save
+from recbole_llmd4rec.atomic import atomic_torch_save, replacing
 
 PLUGIN_ONLY_ATTRIBUTES = ("_cmd_args", "user_layers")
 

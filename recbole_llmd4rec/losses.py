@@ -14,6 +14,14 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+# ---- the logit layout: RecBole scores (B, n_items) with column 0 the padding item ----------
+PADDING_ITEM = 0  # RecBole's item id 0 is padding, never a target
+
+
+def real_items(logits):
+    """RecBole logits (B, n_items) without the padding column."""
+    return logits[:, PADDING_ITEM + 1 :]
+
 
 def target_rank(scores, target):
     """1-based rank of each target item among all items (Sec. 4.2, "rank" in Eq. 4 / Eq. 8).
@@ -105,6 +113,28 @@ def distillation_objective(rec_loss, kl, weight, coefficient):
     per sample and then averaged over the batch.
     """
     return rec_loss + coefficient * (weight.detach() * kl).mean()
+
+
+# ---- the composition of a student's distillation term (Eq. 3-4 / 7-8) ------------------------
+def item_teacher_targets(teacher_logits, target, temperature):
+    """:class:`TeacherTargets` over the real items of RecBole logits (B, n_items)."""
+    return teacher_targets(real_items(teacher_logits), target - (PADDING_ITEM + 1), temperature)
+
+
+def distillation_terms(student_logits, teacher, target, temperature, use_sample_weight):
+    """Per-sample KL and adaptive weight over the real items (padding column dropped).
+
+    ``teacher``: :class:`TeacherTargets` over the real items (a teacher store's lookup, or
+    :func:`item_teacher_targets` of raw teacher logits).
+    """
+    student_items = real_items(student_logits)
+    kl = kl_to_distribution(student_items, teacher.probs, teacher.neg_entropy, temperature)
+    if use_sample_weight:
+        student_rank = target_rank(student_items, target - (PADDING_ITEM + 1))
+        weight = adaptive_weight(student_rank, teacher.target_rank)
+    else:
+        weight = torch.ones_like(kl)
+    return kl, weight
 
 
 class RankingTargets(NamedTuple):

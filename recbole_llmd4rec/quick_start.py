@@ -10,7 +10,7 @@ import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import FeatureType, dict2str, init_logger, init_seed, set_color
 
-from recbole_llmd4rec.atomic import replacing
+from recbole_llmd4rec.atomic import load_checkpoint
 from recbole_llmd4rec.config import BUNDLED_DATASET, Config
 from recbole_llmd4rec.errors import DatasetNotFoundError, LLMD4RecError, first_reason
 from recbole_llmd4rec.utils import get_model, get_trainer
@@ -143,33 +143,6 @@ def run_llmd4rec(model=None, dataset=None, config_file_list=None, config_dict=No
         "valid_curve": dict(getattr(trainer, "valid_curve", {})),
         "best_epoch": getattr(trainer, "best_epoch", None),
     }
-
-
-def atomic_torch_save(obj, path):
-    """``torch.save`` to a temporary file, then rename: a killed run never leaves half a file."""
-    path = str(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with replacing(path) as temporary:
-        torch.save(obj, temporary)
-    return path
-
-
-def load_checkpoint(model_file, required_keys=("config", "state_dict"), kind="a RecBole checkpoint"):
-    """``torch.load`` a checkpoint through the allow-list reader (see compat), checking that it
-    is a dict holding ``required_keys``; any failure is one clear LLMD4RecError."""
-    model_file = str(model_file)
-    if not os.path.isfile(model_file):
-        raise LLMD4RecError(f"checkpoint not found: {model_file}")
-    try:
-        checkpoint = torch.load(model_file, map_location="cpu")
-    except Exception as exc:  # torch raises several unrelated types for a bad file
-        raise LLMD4RecError(
-            f"cannot read checkpoint {model_file} ({type(exc).__name__}: {str(exc).splitlines()[0]}): "
-            f"it is not a whole file written by torch.save, and {kind} was expected here"
-        ) from None
-    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required_keys):
-        raise LLMD4RecError(f"{model_file} is not {kind} (it lacks {', '.join(map(repr, required_keys))})")
-    return checkpoint
 
 
 def load_data_and_model(model_file):

@@ -27,12 +27,11 @@ from recbole.trainer import AbstractTrainer, Trainer
 from recbole.trainer import S3RecTrainer as RecBoleS3RecTrainer
 from recbole.utils import calculate_valid_score, dict2str, init_seed, set_color
 
-from recbole_llmd4rec.atomic import files_sha256, replacing, write_json_atomically
+from recbole_llmd4rec.atomic import atomic_torch_save, files_sha256, load_checkpoint, replacing, write_json_atomically
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.distillers import make_distiller
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError, first_reason
 from recbole_llmd4rec.export import export_item_embeddings, export_sasrec_checkpoint
-from recbole_llmd4rec.quick_start import atomic_torch_save, load_checkpoint
 from recbole_llmd4rec.report import RoundReport
 from recbole_llmd4rec.teacher import INSTANCE_ID, TeacherStore, add_instance_ids
 

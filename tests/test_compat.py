@@ -10,7 +10,9 @@ import pytest
 import torch
 
 import recbole_llmd4rec  # noqa: F401  (applies the shims)
-from recbole_llmd4rec.compat import CheckpointUnpickler, cache_keyword
+from recbole_llmd4rec.atomic import load_checkpoint
+from recbole_llmd4rec.compat import CheckpointUnpickler, RefusedCheckpointContent, cache_keyword
+from recbole_llmd4rec.errors import LLMD4RecError
 from conftest import REPO
 
 
@@ -55,8 +57,18 @@ def test_default_load_reads_tensors_and_recbole_config_types(protocol):
 
 @pytest.mark.parametrize("payload", [_RunsShell(), _BuildsModel()])
 def test_default_load_refuses_code_outside_the_allow_list(payload):
-    with pytest.raises(Exception, match="not an allowed|not allowed"):
+    with pytest.raises(RefusedCheckpointContent, match="not among the classes a checkpoint may hold|not allowed"):
         torch.load(_saved({"x": payload}, 4))
+
+
+def test_a_refused_checkpoint_is_one_line_saying_what_was_refused_and_why(tmp_path):
+    path = tmp_path / "model.pth"
+    torch.save({"config": _RunsShell(), "state_dict": {}}, path)
+    with pytest.raises(LLMD4RecError) as refused:
+        load_checkpoint(path)
+    message = str(refused.value)
+    assert message.startswith(f"checkpoint {path} was refused: it holds posix.system") or "nt.system" in message
+    assert "could run code when loaded" in message and "weights_only" not in message and "\n" not in message
 
 
 def test_explicit_weights_only_is_left_to_torch():

@@ -9,10 +9,8 @@ from recbole.utils import init_seed
 
 from recbole_llmd4rec import Config
 from recbole_llmd4rec.errors import ConfigError
-from recbole_llmd4rec.losses import distill_kl
-from recbole_llmd4rec.model.sasrecd import (
-    ItemEmbeddingWithTeacher, SASRecD, distillation_terms, item_teacher_targets, sample_negatives,
-)
+from recbole_llmd4rec.losses import distill_kl, distillation_terms, item_teacher_targets
+from recbole_llmd4rec.model.sasrecd import ItemEmbeddingWithTeacher, SASRecD, sample_negatives
 from recbole_llmd4rec.quick_start import load_dataset
 
 

@@ -13,6 +13,7 @@ import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
+from recbole_llmd4rec.atomic import load_checkpoint
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.distillers import DISTILLERS, ONE_WAY_DISTILLERS
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError, first_reason
@@ -67,8 +68,6 @@ class LLMD4Rec(SequentialRecommender):
 
     def load_crm_checkpoint(self, path):
         """Start from a trained SASRec/SASRecD checkpoint of this data set (skips pretraining)."""
-        from recbole_llmd4rec.quick_start import load_checkpoint
-
         state = load_checkpoint(str(path))["state_dict"]
         try:
             self.crm.load_state_dict(state)
@@ -80,8 +79,6 @@ class LLMD4Rec(SequentialRecommender):
 
     def load_llm_checkpoint(self, path):
         """Start E4SRec from a trained E4SRec RecBole checkpoint of this data set and LLM."""
-        from recbole_llmd4rec.quick_start import load_checkpoint
-
         try:
             self.llm.load_state_dict(load_checkpoint(str(path))["state_dict"])
         except RuntimeError as exc:

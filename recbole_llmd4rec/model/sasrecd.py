@@ -32,12 +32,11 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 from torch import nn
 
 from recbole_llmd4rec.config import require_int
-from recbole_llmd4rec.distillers import PADDING_ITEM, real_items
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
 from recbole_llmd4rec.losses import (
-    FeatureTargets, RankingTargets, TeacherTargets, adaptive_weight, distillation_objective,
-    feature_distillation_loss, kl_to_distribution, ranking_distillation_loss, ranking_distillation_weights,
-    target_rank, teacher_targets,
+    PADDING_ITEM, FeatureTargets, RankingTargets, TeacherTargets, distillation_objective, distillation_terms,
+    feature_distillation_loss, item_teacher_targets, ranking_distillation_loss, ranking_distillation_weights,
+    real_items,
 )
 from recbole_llmd4rec.model.length_groups import forward_in_length_groups
 
@@ -61,27 +60,6 @@ def check_dllm2rec_shares(shares):
         raise ConfigError(f"dllm2rec_shares must be [position, confidence, consistency], three numbers >= 0 "
                           f"with position + confidence > 0; got {shares!r}")
     return tuple(float(share) for share in shares)
-
-
-def item_teacher_targets(teacher_logits, target, temperature):
-    """:class:`TeacherTargets` over the real items of RecBole logits (B, n_items)."""
-    return teacher_targets(real_items(teacher_logits), target - (PADDING_ITEM + 1), temperature)
-
-
-def distillation_terms(student_logits, teacher, target, temperature, use_sample_weight):
-    """Per-sample KL and adaptive weight over the real items (padding column dropped).
-
-    ``teacher``: :class:`TeacherTargets` over the real items (a teacher store's lookup, or
-    :func:`item_teacher_targets` of raw teacher logits).
-    """
-    student_items = real_items(student_logits)
-    kl = kl_to_distribution(student_items, teacher.probs, teacher.neg_entropy, temperature)
-    if use_sample_weight:
-        student_rank = target_rank(student_items, target - (PADDING_ITEM + 1))
-        weight = adaptive_weight(student_rank, teacher.target_rank)
-    else:
-        weight = torch.ones_like(kl)
-    return kl, weight
 
 
 def sample_negatives(item_seq, target, n_items):
