@@ -70,6 +70,15 @@ def check_inter_header(path, config):
         raise LLMD4RecError(f"{path} holds no interactions below its header")
 
 
+def check_settings(config):
+    """The plugin model's and its trainer's own keys, checked before the data set loads (which can
+    take a minute): each checks what it reads, in its ``check_settings``."""
+    for owner in (get_model(config["model"]), get_trainer(config["MODEL_TYPE"], config["model"])):
+        check = getattr(owner, "check_settings", None)
+        if check is not None:
+            check(config)
+
+
 def load_dataset(config):
     """Create the RecBole dataset and its train/valid/test dataloaders."""
     check_dataset_files(config)
@@ -102,6 +111,7 @@ def run_llmd4rec(model=None, dataset=None, config_file_list=None, config_dict=No
     score) and ``best_epoch`` where the trainer keeps them (the plugin's resumable trainers).
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    check_settings(config)
     check_dataset_files(config)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)

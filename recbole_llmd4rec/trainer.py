@@ -29,7 +29,7 @@ from recbole.utils import calculate_valid_score, dict2str, init_seed, set_color
 
 from recbole_llmd4rec.atomic import atomic_torch_save, files_sha256, load_checkpoint, replacing, write_json_atomically
 from recbole_llmd4rec.config import require_int
-from recbole_llmd4rec.distillers import make_distiller
+from recbole_llmd4rec.distillers import ONE_WAY_DISTILLERS, make_distiller
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError, first_reason
 from recbole_llmd4rec.export import export_item_embeddings, export_sasrec_checkpoint
 from recbole_llmd4rec.report import RoundReport
@@ -265,6 +265,12 @@ class E4SRecTrainer(PhaseTrainer):
     """E4SRec alone: ``train_batch_size`` sequences per step, ``micro_batch_size`` per pass
     (the paper's total batch of 128 on small memory)."""
 
+    @staticmethod
+    def check_settings(config):
+        """Its own keys, refused before the data set loads."""
+        require_int(config, "micro_batch_size", 1)
+        refuse_scaler_with_micro_batches(config)
+
     def __init__(self, config, model):
         super().__init__(config, model, micro_batch_size=require_int(config, "micro_batch_size", 1))
         if not model.has_crm_embeddings:
@@ -272,6 +278,9 @@ class E4SRecTrainer(PhaseTrainer):
                 "E4SRec item embeddings are random: set crm_checkpoint to a trained SASRec/SASRecD checkpoint"
             )
 
+
+DIRECTIONS = ("both", "crm_to_llm", "llm_to_crm")  # who teaches whom (crm_to_llm: the CRM stays as pretrained)
+TEACHER_STORES = ("full", "topk")  # what the KL reads of a teacher: every item, or its top K
 
 RUN_STATE_KEYS = ("finished_steps", "rows", "llm_phase_record", "crm", "llm")  # what state.pth holds
 ROUND_STATE_KEYS = (*RUN_STATE_KEYS, "round", "settings")  # what state_round<t>.pth holds
@@ -352,8 +361,7 @@ class MutualDistillTrainer(AbstractTrainer):
         self.crm_config, self.llm_config = model.crm_config, model.llm_config
         self.micro_batch_size = require_int(self.llm_config, "micro_batch_size", 1)
         refuse_scaler_with_micro_batches(self.llm_config)  # before round 0, not after it
-        if not isinstance(config["phase_start_is_candidate"], bool):
-            raise ConfigError(f"phase_start_is_candidate must be True or False, got {config['phase_start_is_candidate']!r}")
+        self.check_settings(config)
         self.run_dir = Path(config["checkpoint_dir"]) / (
             f"LLMD4Rec-{config['dataset']}-{run_fingerprint(config, self.crm_config, self.llm_config)}"
         )
@@ -366,6 +374,29 @@ class MutualDistillTrainer(AbstractTrainer):
         self.saved_model_file = str(self.run_dir / "sasrec_distilled.pth")
         self.crm_evaluator = Trainer(self.crm_config, self.crm)
         self.llm_evaluator = Trainer(self.llm_config, self.llm)
+
+    @staticmethod
+    def check_settings(config):
+        """The trainer's own keys, refused before the data set loads (quick_start calls this first)."""
+        require_int(config, "mutual_rounds", 1, " (paper: 2)")
+        require_int(config, "teacher_batch_size", 1)
+        if config["directions"] not in DIRECTIONS:
+            raise ConfigError(f"directions must be one of {', '.join(DIRECTIONS)}; got {config['directions']!r}")
+        if config["distiller"] in ONE_WAY_DISTILLERS and config["directions"] != "llm_to_crm":
+            raise ConfigError(
+                f"distiller {config['distiller']} distils the LLM into the CRM only: set directions: llm_to_crm"
+            )
+        if config["teacher_store"] not in TEACHER_STORES:
+            raise ConfigError(f"teacher_store must be one of {', '.join(TEACHER_STORES)}; "
+                              f"got {config['teacher_store']!r}")
+        if config["teacher_store"] == "topk":
+            require_int(config, "teacher_topk", 1)
+        memory = config["teacher_memory_gib"]
+        if isinstance(memory, bool) or not isinstance(memory, (int, float)) or memory < 0:
+            raise ConfigError(f"teacher_memory_gib must be a number >= 0 (GiB), got {memory!r}")
+        for key in ("phase_start_is_candidate", "embedding_update"):
+            if not isinstance(config[key], bool):
+                raise ConfigError(f"{key} must be True or False, got {config[key]!r}")
 
     # ---- Algorithm 1 ------------------------------------------------------------------
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False,

@@ -6,7 +6,7 @@ from recbole.trainer import Trainer
 
 from conftest import TESTS, run_script
 from recbole_llmd4rec import load_data_and_model, run_llmd4rec
-from recbole_llmd4rec.errors import DatasetNotFoundError, LLMD4RecError, first_reason
+from recbole_llmd4rec.errors import ConfigError, DatasetNotFoundError, LLMD4RecError, first_reason
 
 METRICS = {"hit@5", "hit@10", "ndcg@5", "ndcg@10"}
 
@@ -134,3 +134,18 @@ def test_first_reason_skips_torchs_heading_and_keeps_other_errors_first_line():
     assert first_reason(ValueError("loaded state dict has a different number of groups\nmore")) == \
         "loaded state dict has a different number of groups"
     assert first_reason(KeyError()) == "KeyError"
+
+
+@pytest.mark.parametrize("model, overrides, message", [
+    ("LLMD4Rec", {"llm": {"distill_temperature": 0}}, "distill_temperature must be > 0"),
+    ("LLMD4Rec", {"mutual_rounds": 0}, "mutual_rounds must be an int >= 1"),
+    ("LLMD4Rec", {"directions": "sideways"}, "directions must be one of both, crm_to_llm, llm_to_crm"),
+    ("SASRecD", {"distill_temperature": 0}, "distill_temperature must be > 0"),
+    ("E4SRec", {"micro_batch_size": 0}, "micro_batch_size must be an int >= 1"),
+])
+def test_the_plugins_own_settings_are_refused_before_the_data_set_loads(tiny, monkeypatch, model, overrides, message):
+    import recbole_llmd4rec.quick_start as quick_start
+
+    monkeypatch.setattr(quick_start, "load_dataset", lambda config: pytest.fail("the data set was loaded"))
+    with pytest.raises(ConfigError, match=message):
+        run_llmd4rec(model, "tiny", tiny["config_file_list"], {**tiny["config_dict"], **overrides})

@@ -53,9 +53,16 @@ class E4SRec(SequentialRecommender):
 
     input_type = InputType.POINTWISE
 
+    @staticmethod
+    def check_settings(config):
+        """E4SRec's own keys, refused before the data set and the backbone load."""
+        check_distillation_settings(config, "distill_gamma")
+        for key, minimum in (("length_groups", 0), ("lora_r", 1)):
+            require_int(config, key, minimum)
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        check_distillation_settings(config, "distill_gamma")
+        self.check_settings(config)
         self.embedding_size = config["embedding_size"]
         self.distill_gamma = config["distill_gamma"]
         self.distill_temperature = config["distill_temperature"]
@@ -63,7 +70,6 @@ class E4SRec(SequentialRecommender):
         self.length_groups = require_int(config, "length_groups", 0, " (0: no grouping)")
         self.share_prompt = config["share_prompt"]
         self.llm_dtype = resolve_dtype(config["llm_dtype"], config["device"])
-        require_int(config, "lora_r", 1)  # checked before the backbone loads, which can take minutes
 
         backbone, tokenizer = load_backbone(
             config["llm_path"], self.llm_dtype, config["llm_cache_dir"], config["tiny_llm"], config["seed"],

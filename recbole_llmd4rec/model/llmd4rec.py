@@ -14,48 +14,31 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
 from recbole_llmd4rec.atomic import load_checkpoint
-from recbole_llmd4rec.config import require_int
-from recbole_llmd4rec.distillers import DISTILLERS, ONE_WAY_DISTILLERS
+from recbole_llmd4rec.distillers import DISTILLERS
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError, first_reason
 from recbole_llmd4rec.model.e4srec import E4SRec
 from recbole_llmd4rec.model.sasrecd import SASRecD
-
-DIRECTIONS = ("both", "crm_to_llm", "llm_to_crm")
-TEACHER_STORES = ("full", "topk")
-
-
-def check_llmd4rec_settings(config):
-    """Refuse settings that make no sense, before anything is built or trained."""
-    require_int(config, "mutual_rounds", 1, " (paper: 2)")
-    require_int(config, "teacher_batch_size", 1)
-    if config["directions"] not in DIRECTIONS:
-        raise ConfigError(f"directions must be one of {', '.join(DIRECTIONS)}; got {config['directions']!r}")
-    if config["distiller"] not in DISTILLERS:
-        raise ConfigError(f"distiller must be one of {', '.join(DISTILLERS)}; got {config['distiller']!r}")
-    if config["distiller"] in ONE_WAY_DISTILLERS and config["directions"] != "llm_to_crm":
-        raise ConfigError(
-            f"distiller {config['distiller']} distils the LLM into the CRM only: set directions: llm_to_crm"
-        )
-    if config["teacher_store"] not in TEACHER_STORES:
-        raise ConfigError(f"teacher_store must be one of {', '.join(TEACHER_STORES)}; got {config['teacher_store']!r}")
-    if config["teacher_store"] == "topk":
-        require_int(config, "teacher_topk", 1)
-    memory = config["teacher_memory_gib"]
-    if isinstance(memory, bool) or not isinstance(memory, (int, float)) or memory < 0:
-        raise ConfigError(f"teacher_memory_gib must be a number >= 0 (GiB), got {memory!r}")
-    for section in ("crm", "llm"):
-        if not isinstance(config[section] or {}, dict):
-            raise ConfigError(f"'{section}' must be a dict of overrides, got {config[section]!r}")
-
 
 class LLMD4Rec(SequentialRecommender):
     """SASRecD (``crm``) and E4SRec (``llm``) over the same data set."""
 
     input_type = InputType.POINTWISE
 
+    @staticmethod
+    def check_settings(config):
+        """What the model reads (its parts' sections and the distiller whose parts the CRM gets),
+        and each part's own keys, refused before the data set loads."""
+        for section in ("crm", "llm"):
+            if not isinstance(config[section] or {}, dict):
+                raise ConfigError(f"'{section}' must be a dict of overrides, got {config[section]!r}")
+        if config["distiller"] not in DISTILLERS:
+            raise ConfigError(f"distiller must be one of {', '.join(DISTILLERS)}; got {config['distiller']!r}")
+        SASRecD.check_settings(config.for_model("SASRecD", config["crm"]))
+        E4SRec.check_settings(config.for_model("E4SRec", config["llm"]))
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        check_llmd4rec_settings(config)
+        self.check_settings(config)
         self.crm_config = config.for_model("SASRecD", config["crm"])
         self.llm_config = config.for_model("E4SRec", config["llm"])
         self.crm = SASRecD(self.crm_config, dataset)

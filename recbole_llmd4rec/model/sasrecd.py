@@ -111,10 +111,7 @@ class SASRecD(SASRec):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        check_distillation_settings(config, "distill_beta")
-        if self.loss_type not in ("CE", "BPR"):
-            raise ConfigError(f"SASRecD trains with loss_type CE or BPR (crm_loss_type sets either), "
-                              f"got {self.loss_type!r}")
+        self.check_settings(config)
         self.distill_beta = config["distill_beta"]
         self.distill_temperature = config["distill_temperature"]
         self.sample_weight = config["sample_weight"]
@@ -125,6 +122,17 @@ class SASRecD(SASRec):
         self.dllm2rec_embedding_weight = config["dllm2rec_embedding_weight"]
         self.leader_weight = config["leader_weight"]
         self.feature_projection = None
+
+    @staticmethod
+    def check_settings(config):
+        """SASRecD's own keys, refused before the data set loads (quick_start calls this first)."""
+        check_distillation_settings(config, "distill_beta")
+        if config["loss_type"] not in ("CE", "BPR"):
+            raise ConfigError(f"SASRecD trains with loss_type CE or BPR (crm_loss_type sets either), "
+                              f"got {config['loss_type']!r}")
+        for key, minimum in (("length_groups", 0), ("dllm2rec_topk", 1)):
+            require_int(config, key, minimum)
+        check_dllm2rec_shares(config["dllm2rec_shares"])
 
     # ---- the parts a baseline distiller adds (the trainer calls these) ----------------------
     def add_distiller_parts(self, distiller, teacher_width):
