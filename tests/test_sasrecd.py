@@ -8,9 +8,9 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 from recbole.utils import init_seed
 
 from recbole_llmd4rec import Config
-from recbole_llmd4rec.errors import ConfigError
+from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
 from recbole_llmd4rec.losses import distill_kl, distillation_terms, item_teacher_targets
-from recbole_llmd4rec.model.sasrecd import ItemEmbeddingWithTeacher, SASRecD, sample_negatives
+from recbole_llmd4rec.model.sasrecd import ItemEmbeddingWithTeacher, SASRecD, read_crm_checkpoint, sample_negatives
 from recbole_llmd4rec.quick_start import load_dataset
 
 
@@ -202,3 +202,10 @@ def test_the_ranking_distillation_of_a_batch_on_hand_made_scores(monkeypatch):
     expected = weights[0] * (minus_log_sigmoid(2.0) + negative) + weights[1] * (minus_log_sigmoid(0.5) + negative)
     assert loss.shape == (1,) and loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert sampled == [([[1, 2]], [3], 5)]
+
+
+def test_a_crm_checkpoint_without_an_item_table_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "not_a_crm.pth"
+    torch.save({"config": {}, "state_dict": {"weight": torch.zeros(1)}}, path)
+    with pytest.raises(LLMD4RecError, match="has no 'item_embedding.weight': not a SASRec/SASRecD checkpoint"):
+        read_crm_checkpoint(path)

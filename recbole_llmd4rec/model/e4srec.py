@@ -32,20 +32,18 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import DynamicCache
 
-from recbole_llmd4rec.atomic import load_checkpoint
 from recbole_llmd4rec.compat import cache_keyword
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
 from recbole_llmd4rec.llm import load_backbone, resolve_attention, resolve_dtype
 from recbole_llmd4rec.losses import TeacherTargets, distillation_objective, distillation_terms, item_teacher_targets
 from recbole_llmd4rec.model.length_groups import forward_in_length_groups
-from recbole_llmd4rec.model.sasrecd import check_distillation_settings
+from recbole_llmd4rec.model.sasrecd import CRM_EMBEDDING_KEY, check_distillation_settings, read_crm_checkpoint
 
 ADAPTER_DIR = "adapter"
 PROJECTIONS_FILE = "projections.safetensors"
 META_FILE = "e4srec.json"
 PREVIOUS_SUFFIX = ".previous"  # the earlier artefacts, while save_artifacts replaces them
-CRM_EMBEDDING_KEY = "item_embedding.weight"  # SASRec / SASRecD item table in a RecBole checkpoint
 
 
 class E4SRec(SequentialRecommender):
@@ -291,10 +289,7 @@ class E4SRec(SequentialRecommender):
 
 def crm_item_embeddings(checkpoint_path, n_items, embedding_size):
     """``E`` from a SASRec/SASRecD RecBole checkpoint, checked against the data set and size."""
-    state = load_checkpoint(str(checkpoint_path))["state_dict"]
-    if CRM_EMBEDDING_KEY not in state:
-        raise LLMD4RecError(f"{checkpoint_path} has no '{CRM_EMBEDDING_KEY}': not a SASRec/SASRecD checkpoint")
-    weight = state[CRM_EMBEDDING_KEY]
+    weight = read_crm_checkpoint(checkpoint_path)[CRM_EMBEDDING_KEY]
     if weight.shape[0] != n_items:
         raise LLMD4RecError(
             f"{checkpoint_path} has {weight.shape[0] - 1} items, this data set has {n_items - 1}: "

@@ -17,7 +17,7 @@ from recbole_llmd4rec.atomic import load_checkpoint
 from recbole_llmd4rec.distillers import DISTILLERS
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError, first_reason
 from recbole_llmd4rec.model.e4srec import E4SRec
-from recbole_llmd4rec.model.sasrecd import SASRecD
+from recbole_llmd4rec.model.sasrecd import SASRecD, read_crm_checkpoint
 
 class LLMD4Rec(SequentialRecommender):
     """SASRecD (``crm``) and E4SRec (``llm``) over the same data set."""
@@ -51,7 +51,7 @@ class LLMD4Rec(SequentialRecommender):
 
     def load_crm_checkpoint(self, path):
         """Start from a trained SASRec/SASRecD checkpoint of this data set (skips pretraining)."""
-        state = load_checkpoint(str(path))["state_dict"]
+        state = read_crm_checkpoint(path)
         try:
             self.crm.load_state_dict(state)
         except RuntimeError as exc:

@@ -31,6 +31,7 @@ import torch
 from recbole.model.sequential_recommender.sasrec import SASRec
 from torch import nn
 
+from recbole_llmd4rec.atomic import load_checkpoint
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
 from recbole_llmd4rec.losses import (
@@ -40,6 +41,7 @@ from recbole_llmd4rec.losses import (
 )
 from recbole_llmd4rec.model.length_groups import forward_in_length_groups
 
+CRM_EMBEDDING_KEY = "item_embedding.weight"  # SASRec's / SASRecD's item table E in a RecBole checkpoint
 NEGATIVE_RESAMPLING_ROUNDS = 10  # a negative that hits the history is redrawn at most this often
 
 
@@ -49,6 +51,15 @@ def check_distillation_settings(config, coefficient_key):
         raise ConfigError(f"distill_temperature must be > 0, got {config['distill_temperature']}")
     if config[coefficient_key] < 0:
         raise ConfigError(f"{coefficient_key} must be >= 0, got {config[coefficient_key]}")
+
+
+def read_crm_checkpoint(path):
+    """The state dict of a trained SASRec/SASRecD RecBole checkpoint (``crm_checkpoint``): the
+    one place that file is read, for the CRM that starts from it and the E4SRec that takes its E."""
+    state = load_checkpoint(str(path))["state_dict"]
+    if CRM_EMBEDDING_KEY not in state:
+        raise LLMD4RecError(f"crm_checkpoint {path} has no '{CRM_EMBEDDING_KEY}': not a SASRec/SASRecD checkpoint")
+    return state
 
 
 def check_dllm2rec_shares(shares):
