@@ -1,6 +1,6 @@
 """Per-user inference latency of several checkpoints measured side by side on one machine, the
-comparison's latency column without the machine-to-machine drift of records made in different
-sessions.
+comparison's latency column without the machine-to-machine drift of records made on different
+machines.
 
     OMP_NUM_THREADS=1 python benchmarks/latency.py MODEL_FILE [MODEL_FILE ...] [--repeats=3]
 

@@ -108,8 +108,8 @@ ONE_WAY = {"mutual_rounds": 1}
 # The no-teacher control: the CRM phases of an LLM -> CRM run from the same seed's SASRec, with
 # the teacher's weight at 0 (no teacher store is built), so extra epochs are not read as distillation.
 NO_TEACHER = {"directions": "llm_to_crm", "distill_beta": 0.0}
-# S3Rec's pre-training has no early stopping; RecBole's 500 epochs (one Beauty epoch took 26 min here)
-# would take days per seed on a 2-core CPU. The comparison pre-trains for this many.
+# S3Rec's pre-training has no early stopping, and RecBole's 500 epochs are far beyond a CPU's
+# budget per seed. The comparison pre-trains for this many.
 S3REC_PRETRAIN_EPOCHS = 10
 # The paper runs S3Rec with Masked Item Prediction only (Sec. 5.1.2): the other objectives' weights at 0.
 S3REC_MIP_ONLY = {"aap_weight": 0.0, "map_weight": 0.0, "sp_weight": 0.0}

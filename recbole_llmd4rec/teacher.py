@@ -11,8 +11,8 @@ for LEADER its user states.
 Each output (N rows, written once, read per batch, dropped when the phase ends) is kept in
 memory while all of them fit in ``memory_limit`` bytes, and in a memory-mapped ``.npy`` file
 beside ``path`` otherwise: LLMD4Rec's full distribution over Beauty's 12,101 items is
-131,413 x 12,101 float16 numbers, 3 GB, whose build into a file took 136 s on the project's
-machines, mostly disk writes (BENCHMARKS.md).
+131,413 x 12,101 float16 numbers, 3 GB, whose build into a file is mostly disk writes
+(BENCHMARKS.md, "Teacher store build").
 
 Batches are matched to stored rows by the ``instance_id`` field the trainer adds to the
 training set, so RecBole's shuffling cannot misalign them.
