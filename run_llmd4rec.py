@@ -25,7 +25,7 @@ def parse_args(argv):
     parser.add_argument("--dataset", "-d", default=None, help=f"data set name (default {MAIN_JOB_DATASET})")
     parser.add_argument("--config_files", default=None, help="space-separated yaml files, later ones win")
     parser.add_argument("--compare", action="store_true",
-                        help="train and test every method side by side (recbole_llmd4rec/compare.py)")
+                        help="train and test every method side by side (recbole_llmd4rec/experiments/)")
     parser.add_argument("--seeds", type=int, default=None, help="--compare: seeds per method (default 3)")
     parser.add_argument("--methods", default=None, help="--compare: comma-separated methods (default: all)")
     parser.add_argument("--ablation", action="store_true", help="--compare: add the LLMD4Rec ablations")
@@ -56,7 +56,7 @@ def main(argv=None):
     dataset = args.dataset or MAIN_JOB_DATASET
     try:
         if args.compare:
-            from recbole_llmd4rec.compare import DEFAULT_SEEDS, compare
+            from recbole_llmd4rec.experiments.runner import DEFAULT_SEEDS, compare
 
             seeds = DEFAULT_SEEDS if args.seeds is None else args.seeds
             compare(dataset, config_files, overrides, seeds, args.methods, args.ablation, out_dir=args.compare_dir,

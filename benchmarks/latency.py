@@ -6,7 +6,7 @@ machines.
 
 Each checkpoint is loaded once; then, ``--repeats`` times in turn (so slow spells of the machine
 touch every file alike), its median milliseconds to score every item for one test user, one user
-at a time, is measured as the comparison measures it (``compare.median_user_latency_ms``).
+at a time, is measured as the comparison measures it (``experiments.child.median_user_latency_ms``).
 """
 
 import argparse
@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recbole_llmd4rec.compare import median_user_latency_ms  # noqa: E402
+from recbole_llmd4rec.experiments.child import median_user_latency_ms  # noqa: E402
 from recbole_llmd4rec.errors import LLMD4RecError  # noqa: E402
 from recbole_llmd4rec.quick_start import load_data_and_model  # noqa: E402
 

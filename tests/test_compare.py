@@ -12,8 +12,10 @@ import pytest
 import torch
 
 from conftest import TESTS, TINY_YAML
-from recbole_llmd4rec.compare import (METHODS, Comparison, against_spread, compare, select_methods,
-                                      write_json_atomically)
+from recbole_llmd4rec.atomic import write_json_atomically
+from recbole_llmd4rec.experiments.methods import METHODS, select_methods
+from recbole_llmd4rec.experiments.runner import Comparison, compare
+from recbole_llmd4rec.experiments.tables import against_spread
 from recbole_llmd4rec.errors import LLMD4RecError
 
 
@@ -420,7 +422,7 @@ def test_what_git_keeps_of_a_comparison_trains_no_base_again(finished, monkeypat
 
 
 def test_a_record_names_its_model_file_relative_to_the_folder_unless_it_lies_outside(tmp_path):
-    from recbole_llmd4rec.compare import record_path
+    from recbole_llmd4rec.experiments.child import record_path
 
     out = tmp_path / "compare"
     assert record_path(out / "SASRec" / "seed2020" / "sasrec.pth", str(out)) == "SASRec/seed2020/sasrec.pth"

@@ -11,7 +11,7 @@ from recbole.utils import init_seed
 
 from conftest import TESTS, TINY_YAML
 from recbole_llmd4rec import Config
-from recbole_llmd4rec.compare import compare
+from recbole_llmd4rec.experiments.runner import compare
 from recbole_llmd4rec.distillers import make_distiller
 from recbole_llmd4rec.errors import ConfigError
 from recbole_llmd4rec.model.llmd4rec import LLMD4Rec
