@@ -105,3 +105,27 @@ def copy_atomically(source, target):
     with replacing(target) as temporary:
         shutil.copyfile(source, temporary)
     return target
+
+
+def dataset_identity(dataset):
+    """What a checkpoint says about the data set it was trained on: its name and the sha256 of its
+    item tokens in id order (a model's item ids mean nothing on a data set whose tokens differ)."""
+    tokens = dataset.field2id_token[dataset.iid_field]
+    return {"dataset": dataset.dataset_name, "items_sha256": hashlib.sha256("\n".join(map(str, tokens)).encode()).hexdigest()}
+
+
+def check_dataset_identity(checkpoint, identity, path, what):
+    """Refuse a checkpoint trained on another data set: its recorded identity (``other_parameter``),
+    or, in a checkpoint written before identities were kept, its config's data set name."""
+    recorded = (checkpoint.get("other_parameter") or {}).get("dataset_identity")
+    if recorded is None:
+        config = checkpoint.get("config")
+        name = config["dataset"] if config is not None and "dataset" in config else None
+        recorded = {"dataset": name, "items_sha256": identity["items_sha256"]} if name else identity
+    if recorded != identity:
+        same_name = recorded["dataset"] == identity["dataset"]
+        raise LLMD4RecError(
+            f"{what} {path} was trained on data set '{recorded['dataset']}'"
+            f"{' with other item tokens' if same_name else ''}, not on this '{identity['dataset']}': "
+            f"give a checkpoint trained on this data set"
+        )

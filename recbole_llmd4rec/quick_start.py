@@ -10,7 +10,7 @@ import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import FeatureType, dict2str, init_logger, init_seed, set_color
 
-from recbole_llmd4rec.atomic import load_checkpoint
+from recbole_llmd4rec.atomic import check_dataset_identity, dataset_identity, load_checkpoint
 from recbole_llmd4rec.config import BUNDLED_DATASET, Config
 from recbole_llmd4rec.errors import DatasetNotFoundError, LLMD4RecError, first_reason
 from recbole_llmd4rec.utils import get_model, get_trainer
@@ -170,6 +170,7 @@ def load_data_and_model(model_file):
     dataset, train_data, valid_data, test_data = load_dataset(config)
 
     init_seed(config["seed"], config["reproducibility"])
+    check_dataset_identity(checkpoint, dataset_identity(train_data._dataset), model_file, "checkpoint")
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     try:
         model.load_state_dict(checkpoint["state_dict"])

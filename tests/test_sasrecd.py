@@ -10,7 +10,9 @@ from recbole.utils import init_seed
 from recbole_llmd4rec import Config
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
 from recbole_llmd4rec.losses import distill_kl, distillation_terms, item_teacher_targets
-from recbole_llmd4rec.model.sasrecd import ItemEmbeddingWithTeacher, SASRecD, read_crm_checkpoint, sample_negatives
+from recbole_llmd4rec.model.sasrecd import (
+    CRM_EMBEDDING_KEY, ItemEmbeddingWithTeacher, SASRecD, read_crm_checkpoint, sample_negatives,
+)
 from recbole_llmd4rec.quick_start import load_dataset
 
 
@@ -204,8 +206,29 @@ def test_the_ranking_distillation_of_a_batch_on_hand_made_scores(monkeypatch):
     assert sampled == [([[1, 2]], [3], 5)]
 
 
-def test_a_crm_checkpoint_without_an_item_table_is_refused_in_one_line(tmp_path):
+def test_a_crm_checkpoint_without_an_item_table_is_refused_in_one_line(tiny_batch, tmp_path):
+    _, dataset, _ = tiny_batch
     path = tmp_path / "not_a_crm.pth"
-    torch.save({"config": {}, "state_dict": {"weight": torch.zeros(1)}}, path)
+    torch.save({"config": {"dataset": "tiny"}, "state_dict": {"weight": torch.zeros(1)}}, path)
     with pytest.raises(LLMD4RecError, match="has no 'item_embedding.weight': not a SASRec/SASRecD checkpoint"):
-        read_crm_checkpoint(path)
+        read_crm_checkpoint(path, dataset)
+
+
+def test_a_crm_checkpoint_of_another_data_set_is_refused_even_with_as_many_items(tiny_batch, tmp_path):
+    config, dataset, _ = tiny_batch
+    model = SASRecD(config, dataset)
+    assert model.other_parameter()["dataset_identity"]["dataset"] == "tiny"  # kept with every checkpoint
+    path = tmp_path / "crm.pth"
+
+    def saved(identity):
+        other = {} if identity is None else {"dataset_identity": identity}
+        torch.save({"config": config, "state_dict": model.state_dict(), "other_parameter": other}, path)
+        return path
+
+    assert CRM_EMBEDDING_KEY in read_crm_checkpoint(saved(model.dataset_identity), dataset)
+    same_size = {**model.dataset_identity, "items_sha256": "0" * 64}
+    with pytest.raises(LLMD4RecError, match="trained on data set 'tiny' with other item tokens, not on this 'tiny'"):
+        read_crm_checkpoint(saved(same_size), dataset)
+    with pytest.raises(LLMD4RecError, match="trained on data set 'beauty', not on this 'tiny'"):
+        read_crm_checkpoint(saved({**same_size, "dataset": "beauty"}), dataset)
+    assert CRM_EMBEDDING_KEY in read_crm_checkpoint(saved(None), dataset)  # older: its config's name matches

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import DynamicCache
 
+from recbole_llmd4rec.atomic import dataset_identity
 from recbole_llmd4rec.compat import cache_keyword
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
@@ -61,6 +62,8 @@ class E4SRec(SequentialRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.check_settings(config)
+        self.dataset_identity = dataset_identity(dataset)  # saved with every checkpoint (other_parameter)
+        self.other_parameter_name = ["dataset_identity"]
         self.embedding_size = config["embedding_size"]
         self.distill_gamma = config["distill_gamma"]
         self.distill_temperature = config["distill_temperature"]
@@ -105,7 +108,7 @@ class E4SRec(SequentialRecommender):
         # E4SRec trains alone: LLMD4Rec copies its CRM's E in before round 1.
         self.has_crm_embeddings = bool(config["crm_checkpoint"])
         if self.has_crm_embeddings:
-            self.set_item_embeddings(crm_item_embeddings(config["crm_checkpoint"], self.n_items, self.embedding_size))
+            self.set_item_embeddings(crm_item_embeddings(config["crm_checkpoint"], dataset, self.embedding_size))
 
     # Item embeddings (Sec. 4.1; the trainer replaces them each round: "embedding update").
     def set_item_embeddings(self, weight):
@@ -287,9 +290,10 @@ class E4SRec(SequentialRecommender):
         super().load_state_dict(load_file(directory / PROJECTIONS_FILE, device="cpu"), strict=False)
 
 
-def crm_item_embeddings(checkpoint_path, n_items, embedding_size):
+def crm_item_embeddings(checkpoint_path, dataset, embedding_size):
     """``E`` from a SASRec/SASRecD RecBole checkpoint, checked against the data set and size."""
-    weight = read_crm_checkpoint(checkpoint_path)[CRM_EMBEDDING_KEY]
+    weight = read_crm_checkpoint(checkpoint_path, dataset)[CRM_EMBEDDING_KEY]
+    n_items = dataset.item_num
     if weight.shape[0] != n_items:
         raise LLMD4RecError(
             f"{checkpoint_path} has {weight.shape[0] - 1} items, this data set has {n_items - 1}: "

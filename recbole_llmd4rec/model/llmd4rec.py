@@ -13,7 +13,7 @@ import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
-from recbole_llmd4rec.atomic import load_checkpoint
+from recbole_llmd4rec.atomic import check_dataset_identity, dataset_identity, load_checkpoint
 from recbole_llmd4rec.distillers import DISTILLERS
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError, first_reason
 from recbole_llmd4rec.model.e4srec import E4SRec
@@ -43,15 +43,15 @@ class LLMD4Rec(SequentialRecommender):
         self.llm_config = config.for_model("E4SRec", config["llm"])
         self.crm = SASRecD(self.crm_config, dataset)
         if config["crm_checkpoint"]:
-            self.load_crm_checkpoint(config["crm_checkpoint"])
+            self.load_crm_checkpoint(config["crm_checkpoint"], dataset)
         self.llm = E4SRec(self.llm_config, dataset)
         if config["llm_checkpoint"]:
-            self.load_llm_checkpoint(config["llm_checkpoint"])
+            self.load_llm_checkpoint(config["llm_checkpoint"], dataset)
         self.crm.add_distiller_parts(config["distiller"], self.llm.width)
 
-    def load_crm_checkpoint(self, path):
+    def load_crm_checkpoint(self, path, dataset):
         """Start from a trained SASRec/SASRecD checkpoint of this data set (skips pretraining)."""
-        state = read_crm_checkpoint(path)
+        state = read_crm_checkpoint(path, dataset)
         try:
             self.crm.load_state_dict(state)
         except RuntimeError as exc:
@@ -60,10 +60,12 @@ class LLMD4Rec(SequentialRecommender):
                 f"{first_reason(exc)}"
             ) from None
 
-    def load_llm_checkpoint(self, path):
+    def load_llm_checkpoint(self, path, dataset):
         """Start E4SRec from a trained E4SRec RecBole checkpoint of this data set and LLM."""
+        checkpoint = load_checkpoint(str(path))
+        check_dataset_identity(checkpoint, dataset_identity(dataset), path, "llm_checkpoint")
         try:
-            self.llm.load_state_dict(load_checkpoint(str(path))["state_dict"])
+            self.llm.load_state_dict(checkpoint["state_dict"])
         except RuntimeError as exc:
             raise LLMD4RecError(
                 f"llm_checkpoint {path} does not fit this data set's E4SRec (another data set or LLM?): "

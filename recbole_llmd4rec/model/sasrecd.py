@@ -31,7 +31,7 @@ import torch
 from recbole.model.sequential_recommender.sasrec import SASRec
 from torch import nn
 
-from recbole_llmd4rec.atomic import load_checkpoint
+from recbole_llmd4rec.atomic import check_dataset_identity, dataset_identity, load_checkpoint
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
 from recbole_llmd4rec.losses import (
@@ -53,10 +53,13 @@ def check_distillation_settings(config, coefficient_key):
         raise ConfigError(f"{coefficient_key} must be >= 0, got {config[coefficient_key]}")
 
 
-def read_crm_checkpoint(path):
-    """The state dict of a trained SASRec/SASRecD RecBole checkpoint (``crm_checkpoint``): the
-    one place that file is read, for the CRM that starts from it and the E4SRec that takes its E."""
-    state = load_checkpoint(str(path))["state_dict"]
+def read_crm_checkpoint(path, dataset):
+    """The state dict of a SASRec/SASRecD RecBole checkpoint (``crm_checkpoint``) trained on
+    ``dataset``: the one place that file is read, for the CRM that starts from it and the E4SRec
+    that takes its E."""
+    checkpoint = load_checkpoint(str(path))
+    check_dataset_identity(checkpoint, dataset_identity(dataset), path, "crm_checkpoint")
+    state = checkpoint["state_dict"]
     if CRM_EMBEDDING_KEY not in state:
         raise LLMD4RecError(f"crm_checkpoint {path} has no '{CRM_EMBEDDING_KEY}': not a SASRec/SASRecD checkpoint")
     return state
@@ -123,6 +126,9 @@ class SASRecD(SASRec):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.check_settings(config)
+        # saved with every checkpoint (RecBole's other_parameter), checked where one is read
+        self.dataset_identity = dataset_identity(dataset)
+        self.other_parameter_name = ["dataset_identity"]
         self.distill_beta = config["distill_beta"]
         self.distill_temperature = config["distill_temperature"]
         self.sample_weight = config["sample_weight"]
