@@ -18,7 +18,9 @@ setup(
     packages=[
         "recbole_llmd4rec",
         "recbole_llmd4rec.data",
+        "recbole_llmd4rec.experiments",
         "recbole_llmd4rec.model",
+        "recbole_llmd4rec.trainer",
         "recbole_llmd4rec.properties",
         "recbole_llmd4rec.dataset_configs",
     ],
