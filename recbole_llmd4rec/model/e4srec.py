@@ -54,7 +54,7 @@ class E4SRec(SequentialRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        check_distillation_settings(config, "distill_gamma")
+        check_distillation_settings(config, "E4SRec")
         self.embedding_size = config["embedding_size"]
         self.distill_gamma = config["distill_gamma"]
         self.distill_temperature = config["distill_temperature"]
