@@ -103,8 +103,7 @@ def check_same_loss(name, reference_model, fast_model, batch, loss_of):
 def main():
     args = parse_args()
     torch.set_num_threads(args.threads)
-    common = {"data_path": args.data_path, "train_batch_size": args.batch_size, "seed": args.seed,
-              "state": "ERROR", "llm_cache_dir": args.llm_cache_dir, "lora_dropout": 0.0}
+    common = {"data_path": args.data_path, "train_batch_size": args.batch_size, "seed": args.seed, "state": "ERROR"}
     sasrec_config = Config("SASRecD", args.dataset, config_dict=common)
     dataset, train_data, valid_data, _ = load_dataset(sasrec_config)
     train_dataset = train_data._dataset
@@ -132,7 +131,8 @@ def main():
     sasrecd = build(SASRecD, sasrec_config, train_dataset, args.seed)
     check_same_loss("SASRecD vs RecBole SASRec", stock, sasrecd, batches[0], plain)
 
-    e4srec_config = Config("E4SRec", args.dataset, config_dict={**common, "train_batch_size": args.batch_size})
+    e4srec_config = Config("E4SRec", args.dataset, config_dict={**common, "llm_cache_dir": args.llm_cache_dir,
+                                                                 "lora_dropout": 0.0})
     e4srec = {}
     for name, groups, share_prompt, attention in E4SREC_VARIANTS:
         e4srec_config["length_groups"], e4srec_config["share_prompt"] = groups, share_prompt

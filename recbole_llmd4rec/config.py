@@ -11,6 +11,8 @@ library caller, a notebook or pytest never has its own argv read as configuratio
 
 import ast
 import copy
+import difflib
+import logging
 import os
 from pathlib import Path
 
@@ -59,6 +61,26 @@ def crm_loss_regime(value):
     if regime is None:
         raise ConfigError(f"crm_loss_type must be one of {', '.join(CRM_LOSS_REGIMES)} or None, got {value!r}")
     return regime
+
+
+# Keys RecBole accepts that no yaml of RecBole's names: set by its Config, given by run_recboles
+# to the processes of a distributed run, or read by its code without a default.
+RECBOLE_KEYS_WITHOUT_DEFAULT = frozenset({
+    "model", "dataset", "config_files", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "device", "single_spec",
+    "valid_neg_sample_args", "test_neg_sample_args", "verbose",
+    "local_rank", "nproc", "world_size", "offset", "ip", "port",
+    "encoding", "eta", "tail_ratio", "token_num_threshold", "xgb_early_stopping_rounds",
+    "cin", "contrast", "feature_num", "has_residual", "norm", "sim", "use_filter",
+})
+# The models a composite model builds with ``Config.for_model``, by the section of its config
+# that overrides each (LLMD4Rec.__init__): a key either part knows is a key of the composite.
+MODEL_PARTS = {"LLMD4Rec": {"crm": "SASRecD", "llm": "E4SRec"}}
+# The paper's symbols, which users type for the keys (LLMD4Rec's T1 is E4SRec's distill_temperature).
+PAPER_SYMBOLS = {
+    "T1": ("distill_temperature", "llm"), "T2": ("distill_temperature", "crm"),
+    "gamma": ("distill_gamma", None), "beta": ("distill_beta", None), "T_max": ("mutual_rounds", None),
+}
+logger = logging.getLogger(__name__)
 
 
 def dataset_config_file(dataset):
@@ -164,6 +186,29 @@ def check_training_settings(config):
         )
 
 
+def closest_key(key, known, sections=()):
+    """What the user most likely meant by the unknown ``key``: the key a paper symbol stands
+    for, else the known key spelled most alike in any case; None when nothing is close."""
+    if key in PAPER_SYMBOLS:
+        meant, section = PAPER_SYMBOLS[key]
+        if section in sections:
+            return f"'{meant}' in the {section}: section"
+        if meant in known:
+            return f"'{meant}'"
+    by_lower = {str(name).lower(): name for name in sorted(known, key=str)}
+    match = difflib.get_close_matches(str(key).lower(), by_lower, n=1)
+    return f"'{by_lower[match[0]]}'" if match else None
+
+
+def model_yaml_keys(model, dataset):
+    """The keys ``model``'s layers below the user's (RecBole's and the plugin's yaml files) know."""
+    layers = Config.__new__(Config)
+    layers._init_parameters_category()
+    layers.yaml_loader = layers._build_yaml_loader()
+    layers._load_internal_config_dict(model, get_model(model), dataset)
+    return layers.known_keys()
+
+
 def _parse_literal(text):
     """``"3"`` -> 3, ``"[5, 10]"`` -> [5, 10], ``"true"`` -> True, ``"SASRec"`` -> "SASRec"."""
     if text.lower() in ("true", "false"):
@@ -177,7 +222,8 @@ def _parse_literal(text):
 class Config(RecBoleConfig):
     """RecBole's Config with the plugin's yaml layers and the plugin's model lookup."""
 
-    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None,
+                 check_keys=True):
         self._cmd_args = list(cmd_args or [])
         # What the user gave, kept so a composite model can build its parts' configs.
         self.user_layers = {
@@ -189,6 +235,8 @@ class Config(RecBoleConfig):
             check_config_file(file)
         super().__init__(model, dataset, config_file_list, config_dict)
         check_training_settings(self)
+        if check_keys:
+            self._check_user_keys()
 
     def for_model(self, model, overrides=None):
         """The config ``model`` gets from the same user inputs, then ``overrides`` on top.
@@ -200,12 +248,48 @@ class Config(RecBoleConfig):
         layers = self.user_layers
         config_dict = {key: value for key, value in layers["config_dict"].items() if key != "model"}
         cmd_args = [arg for arg in layers["cmd_args"] if not arg.startswith("--model=")]
-        config = Config(model, self.dataset, layers["config_file_list"], config_dict, cmd_args)
+        # This config checked the user's keys against every part's; a key for the other part is no typo.
+        config = Config(model, self.dataset, layers["config_file_list"], config_dict, cmd_args, check_keys=False)
         for key, value in (overrides or {}).items():
             check_value_type(key, config.final_config_dict.get(key), value)
             config[key] = value
         check_training_settings(config)
         return config
+
+    def known_keys(self):
+        """The keys this config's layers below the user's know, and those RecBole sets or reads itself."""
+        categories = {key for names in self.parameters.values() for key in names}
+        return set(self.internal_config_dict) | categories | RECBOLE_KEYS_WITHOUT_DEFAULT
+
+    def _check_user_keys(self):
+        """One warning line for every key the user gave that no layer knows (RecBole keeps
+        those silently, so a misspelt key trains with the default); with strict_keys, one
+        ConfigError naming them all. A composite model's keys are its own and its parts', and
+        the keys of each part's section are checked against that part's."""
+        parts = MODEL_PARTS.get(self.model, {})
+        part_keys = {section: model_yaml_keys(part, self.dataset) for section, part in parts.items()}
+        known = self.known_keys().union(*part_keys.values())
+        unknown = [(f"'{key}'", closest_key(key, known, tuple(parts)))
+                   for key in self.external_config_dict if key not in known]
+        for section, keys in part_keys.items():
+            overrides = self.final_config_dict.get(section)
+            if not isinstance(overrides, dict):  # check_llmd4rec_settings refuses it
+                continue
+            for key in (key for key in overrides if key not in keys):
+                other = next((other for other, its in part_keys.items() if key in its), None)
+                closest = f"'{key}' in the {other}: section" if other else closest_key(key, keys)
+                unknown.append((f"'{key}' in the {section}: section", closest))
+        if not unknown:
+            return
+        if self["strict_keys"]:
+            named = ", ".join(f"{key} (did you mean {closest}?)" if closest else key for key, closest in unknown)
+            several = len(unknown) > 1
+            raise ConfigError(f"unknown config key{'s' if several else ''} {named}: fix or remove "
+                              f"{'them' if several else 'it'} (strict_keys refuses keys that no layer of the model knows)")
+        for key, closest in unknown:
+            # RecBole's init_logger runs after the config is built; until then Python's
+            # last-resort handler prints a warning on stderr.
+            logger.warning(f"unknown config key {key} (ignored)" + (f"; did you mean {closest}?" if closest else ""))
 
     def _convert_config_dict(self, config_dict):
         """Read string values as Python literals; RecBole ``eval``s them, which runs code

@@ -1,5 +1,7 @@
 """Config layering and the checks on config values."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -191,3 +193,150 @@ def test_every_shipped_default_has_the_type_its_comment_names():
             assert type(value) in allowed, f"{path.name}: {key}: {value!r} is not ({named})"
             checked += 1
     assert checked >= 50
+
+
+# ---- keys no layer knows ---------------------------------------------------------------------
+KEY_LOGGER = "recbole_llmd4rec.config"
+SHIPPED_MODELS = ["SASRec", "SASRecD", "E4SRec", "LLMD4Rec", "GRU4Rec", "S3Rec"]
+SASREC_ARCHITECTURE = ("n_layers", "n_heads", "inner_size")  # tiny.yaml's, which GRU4Rec and E4SRec lack
+
+
+def _tiny_files(model, tiny, tmp_path):
+    """The tiny data set's yaml as ``model``'s user file: without SASRec's architecture keys
+    for the models that have no such keys (they would rightly be flagged there)."""
+    if model not in ("GRU4Rec", "E4SRec"):
+        return list(tiny["config_file_list"])
+    protocol = yaml.safe_load(Path(tiny["config_file_list"][0]).read_text(encoding="utf-8"))
+    (tmp_path / "protocol.yaml").write_text(yaml.safe_dump(
+        {key: value for key, value in protocol.items() if key not in SASREC_ARCHITECTURE}))
+    return [str(tmp_path / "protocol.yaml")]
+
+
+def _key_warnings(caplog):
+    return [record.getMessage() for record in caplog.records if record.name == KEY_LOGGER]
+
+
+@pytest.mark.parametrize("layer", ["config_file", "config_dict", "cmd"])
+def test_an_unknown_key_warns_once_naming_the_closest_key(tiny, tmp_path, caplog, layer):
+    file = tmp_path / "user.yaml"
+    file.write_text("lerning_rate: 0.01\n")
+    files = tiny["config_file_list"] + ([str(file)] if layer == "config_file" else [])
+    config_dict = {**tiny["config_dict"], **({"lerning_rate": 0.01} if layer == "config_dict" else {})}
+    cmd_args = ["--lerning_rate=0.01"] if layer == "cmd" else []
+    with caplog.at_level("WARNING", logger=KEY_LOGGER):
+        Config("SASRec", tiny["dataset"], files, config_dict, cmd_args)
+    assert _key_warnings(caplog) == ["unknown config key 'lerning_rate' (ignored); did you mean 'learning_rate'?"]
+
+
+def test_the_closest_key_is_found_in_any_case(tiny, caplog):
+    with caplog.at_level("WARNING", logger=KEY_LOGGER):
+        Config("SASRec", **tiny, cmd_args=["--max_item_list_length=20"])
+    assert _key_warnings(caplog) == [
+        "unknown config key 'max_item_list_length' (ignored); did you mean 'MAX_ITEM_LIST_LENGTH'?"]
+
+
+@pytest.mark.parametrize("model, hint", [("LLMD4Rec", "did you mean 'distill_temperature' in the llm: section?"),
+                                         ("E4SRec", "did you mean 'distill_temperature'?"), ("SASRec", None)])
+def test_a_paper_symbol_points_to_its_key(tiny, tmp_path, caplog, model, hint):
+    with caplog.at_level("WARNING", logger=KEY_LOGGER):
+        Config(model, "tiny", _tiny_files(model, tiny, tmp_path), tiny["config_dict"], ["--T1=0"])
+    assert _key_warnings(caplog) == ["unknown config key 'T1' (ignored)" + (f"; {hint}" if hint else "")]
+
+
+def test_strict_keys_refuses_unknown_keys_in_one_line(tiny, caplog):
+    with caplog.at_level("WARNING", logger=KEY_LOGGER), pytest.raises(ConfigError) as refused:
+        Config("SASRec", **tiny, cmd_args=["--strict_keys=True", "--lerning_rate=0.01", "--zzz=1"])
+    assert str(refused.value) == ("unknown config keys 'lerning_rate' (did you mean 'learning_rate'?), 'zzz': "
+                                  "fix or remove them (strict_keys refuses keys that no layer of the model knows)")
+    assert not _key_warnings(caplog)
+    Config("SASRec", **tiny, cmd_args=["--strict_keys=True", "--learning_rate=0.01"])
+
+
+def test_a_parts_key_is_a_key_of_llmd4rec_and_sections_are_checked_against_their_part(tiny, caplog):
+    given = ["--distill_beta=0.4", "--lora_r=4", "--mutual_rounds=1",  # SASRecD's, E4SRec's, LLMD4Rec's own
+             "--crm={'lerning_rate': 0.01, 'lora_r': 4}", "--llm={'distill_temperature': 0.5}"]
+    with caplog.at_level("WARNING", logger=KEY_LOGGER):
+        config = Config("LLMD4Rec", **tiny, cmd_args=given)
+        assert _key_warnings(caplog) == [
+            "unknown config key 'lerning_rate' in the crm: section (ignored); did you mean 'learning_rate'?",
+            "unknown config key 'lora_r' in the crm: section (ignored); did you mean 'lora_r' in the llm: section?"]
+        caplog.clear()
+        # each part sees every key the user gave, the other part's and LLMD4Rec's too: not flagged there
+        config.for_model("SASRecD", config["crm"])
+        config.for_model("E4SRec", config["llm"])
+    assert _key_warnings(caplog) == []
+
+
+def test_keys_recbole_takes_without_a_default_are_not_flagged(tiny, tmp_path, caplog):
+    run = tmp_path / "run.yaml"
+    run.write_text("model: SASRec\ndataset: tiny\nencoding: utf-8\n")  # RecBole reads model and dataset from files too
+    with caplog.at_level("WARNING", logger=KEY_LOGGER):
+        config = Config(None, None, tiny["config_file_list"] + [str(run)], tiny["config_dict"])
+    assert config.model == "SASRec" and _key_warnings(caplog) == []
+
+
+def _documented_runs():
+    """(model, [--key=value, ...]) of every `python run_llmd4rec.py` command in README.md and
+    docs/; a comparison's overrides reach every model. Script options and the data set are left out."""
+    import re
+
+    from conftest import REPO
+    from run_llmd4rec import COMPARE_OPTIONS
+
+    script_only = {"model", "dataset", "data_path", "config_files", "compare", *COMPARE_OPTIONS}
+    runs = []
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = page.read_text(encoding="utf-8").replace("\\\n", " ")
+        for command in re.findall(r"python run_llmd4rec\.py([^`\n]*)", text):
+            args = re.findall(r"--(\w+)=(\S+)", command)
+            named = dict(args).get("model", "LLMD4Rec")
+            overrides = tuple(f"--{key}={value}" for key, value in args if key not in script_only)
+            runs += [(model, overrides) for model in (SHIPPED_MODELS if "--compare" in command else [named])]
+    return list(dict.fromkeys(runs))
+
+
+def _documented_settings():
+    """The keys of the settings the docs name in passing, `key: value` or `--key=value`:
+    LLMD4Rec's and its parts', and S3Rec's."""
+    import re
+
+    from conftest import REPO
+    from run_llmd4rec import COMPARE_OPTIONS
+
+    text = "".join(page.read_text(encoding="utf-8") for page in [REPO / "README.md", *(REPO / "docs").glob("*.md")])
+    keys = set(re.findall(r"`(\w+): [^`]*`", text)) | set(re.findall(r"--(\w+)=", text))
+    return keys - {"key", "model", "dataset", "data_path", "config_files", *COMPARE_OPTIONS}
+
+
+@pytest.mark.parametrize("model", SHIPPED_MODELS)
+def test_no_shipped_or_documented_key_is_flagged(tiny, tmp_path, caplog, model):
+    """Every key of the plugin's yaml files, the docs' commands and settings, given by the user."""
+    from recbole_llmd4rec.config import DATASET_CONFIG_DIR, MODEL_PARTS, PROPERTIES_DIR
+
+    files = _tiny_files(model, tiny, tmp_path)
+    models = [model, *MODEL_PARTS.get(model, {}).values()]
+    shipped = [PROPERTIES_DIR / "overall.yaml", PROPERTIES_DIR / "main_job.yaml",
+               *(PROPERTIES_DIR / "model" / f"{name}.yaml" for name in models), *DATASET_CONFIG_DIR.glob("*.yaml")]
+    keys = {key for path in shipped if path.is_file() for key in yaml.safe_load(path.read_text(encoding="utf-8"))}
+    if model == "LLMD4Rec":  # S3Rec's documented keys are in its yaml, tested with S3Rec
+        s3rec_keys = yaml.safe_load((PROPERTIES_DIR / "model" / "S3Rec.yaml").read_text(encoding="utf-8"))
+        keys |= _documented_settings() - set(s3rec_keys)
+    # the values the model gets from its layers, so only the keys are on trial (an unknown key gets None)
+    baseline = Config(model, "tiny", files, tiny["config_dict"])
+    defaults = {**baseline.internal_config_dict}
+    for part in MODEL_PARTS.get(model, {}).values():
+        defaults.update(baseline.for_model(part).internal_config_dict)
+    config_dict = {**tiny["config_dict"], **{key: defaults.get(key) for key in keys}}
+    runs = [overrides for run_model, overrides in _documented_runs() if run_model == model]
+    assert keys and runs
+    with caplog.at_level("WARNING", logger=KEY_LOGGER):
+        for overrides in runs:
+            Config(model, "tiny", files, config_dict, overrides)
+    assert _key_warnings(caplog) == []
+
+
+def test_the_documented_runs_are_found():
+    runs = _documented_runs()
+    assert {model for model, _ in runs} == set(SHIPPED_MODELS)
+    assert ("SASRec", ("--topk=[5,10]", "--learning_rate=1e-3")) in runs
+    assert {"teacher_store", "crm", "llm_gguf_file", "finetune_after_pretrain"} <= _documented_settings()

@@ -118,6 +118,43 @@ def test_missing_input_and_bad_name(workdir, capsys):
         convert(workdir / "seq.txt", "toy", workdir / "afile")
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_user(workdir):
+    (workdir / "seq.txt").write_bytes("\ufeff1 2 3\n4 3 5\n".encode("utf-8"))
+    (workdir / "attrs.json").write_bytes('\ufeff{"2": ["a"], "3": ["b"]}'.encode("utf-8"))
+    summary = convert(workdir / "seq.txt", "toy", workdir / "out", workdir / "attrs.json")
+    users = [line.split("\t")[0] for line in summary.inter_file.read_text(encoding="utf-8").splitlines()[1:]]
+    assert users == ["1", "1", "4", "4"]
+    assert "2\ta" in summary.item_file.read_text(encoding="utf-8").splitlines()
+
+
+def _attributes(workdir, item_ids):
+    (workdir / "attrs.json").write_text(json.dumps({item: ["a"] for item in item_ids}))
+    return workdir / "attrs.json"
+
+
+def test_attributes_of_mostly_other_items_get_one_warning_line(workdir, capsys):
+    source = _write_sequences(workdir / "seq.txt")  # items 1-9
+    summary = convert(source, "toy", workdir / "out", _attributes(workdir, ["3", "101", "102"]))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        f"warning: 2 of the 3 item ids in {workdir / 'attrs.json'} are not items of {source}, so their attributes "
+        "are dropped (1 of the 9 items get categories): check that both files come from the same data set")
+    assert summary.item_file.is_file()
+    convert(source, "toy", workdir / "out", _attributes(workdir, ["3", "4", "101", "102"]), force=True)
+    assert capsys.readouterr().err == ""  # half unknown: no warning
+
+
+def test_attributes_of_no_item_of_the_data_set_are_refused(workdir, capsys):
+    source = _write_sequences(workdir / "seq.txt")
+    args = ["--input", str(source), "--name", "toy", "--output", str(workdir / "out"),
+            "--attributes", str(_attributes(workdir, ["item_3", "item_9"]))]
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"error: none of the 2 item ids in {workdir / 'attrs.json'} is an item of {source}: give the attributes "
+        "file of this data set, its ids written as in the sequence file\n")
+    assert not (workdir / "out").exists()
+
+
 BEAUTY = SHARED_DATASETS / "Beauty" / "Beauty.txt"
 
 

@@ -137,10 +137,10 @@ def test_first_reason_skips_torchs_heading_and_keeps_other_errors_first_line():
 
 
 @pytest.mark.parametrize("model, overrides, message", [
-    ("LLMD4Rec", {"llm": {"distill_temperature": 0}}, "distill_temperature must be > 0"),
+    ("LLMD4Rec", {"llm": {"distill_temperature": 0}}, r"E4SRec's distill_temperature \(T1, .*\) must be > 0"),
     ("LLMD4Rec", {"mutual_rounds": 0}, "mutual_rounds must be an int >= 1"),
     ("LLMD4Rec", {"directions": "sideways"}, "directions must be one of both, crm_to_llm, llm_to_crm"),
-    ("SASRecD", {"distill_temperature": 0}, "distill_temperature must be > 0"),
+    ("SASRecD", {"distill_temperature": 0}, r"SASRecD's distill_temperature \(T2, .*\) must be > 0"),
     ("E4SRec", {"micro_batch_size": 0}, "micro_batch_size must be an int >= 1"),
 ])
 def test_the_plugins_own_settings_are_refused_before_the_data_set_loads(tiny, monkeypatch, model, overrides, message):

@@ -118,8 +118,9 @@ def test_padding_column_is_left_out():
     assert kl.item() == pytest.approx(0.0, abs=1e-6) and weight.item() == 1.0
 
 
-@pytest.mark.parametrize("override, message", [("--distill_beta=-1", "distill_beta must be >= 0"),
-                                               ("--distill_temperature=0", "distill_temperature must be > 0"),
+@pytest.mark.parametrize("override, message", [("--distill_beta=-1", r"SASRecD's distill_beta \(beta, .*\) must be >= 0"),
+                                               ("--distill_temperature=0",
+                                                r"SASRecD's distill_temperature \(T2, .*\) must be > 0, got 0"),
                                                ("--dllm2rec_shares=[0,0,1]", "dllm2rec_shares must be"),
                                                ("--dllm2rec_shares=[0.3,0.5]", "dllm2rec_shares must be")])
 def test_nonsense_settings_are_refused(tiny, override, message):

@@ -53,7 +53,8 @@ def read_sequences(path):
     with open(path, "rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
             try:
-                tokens = raw.decode("utf-8").split()
+                # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the first user id.
+                tokens = raw.decode("utf-8-sig" if line_number == 1 else "utf-8").split()
             except UnicodeDecodeError:
                 raise LLMD4RecError(f"{path}:{line_number}: not UTF-8 text") from None
             if not tokens:
@@ -82,7 +83,7 @@ def read_attributes(path):
     if not path.is_file():
         raise LLMD4RecError(f"attributes file not found: {path}")
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:
             raw = json.load(handle)
     except json.JSONDecodeError as exc:
         raise LLMD4RecError(f"{path}:{exc.lineno}: not valid json ({exc.msg})") from None
@@ -101,6 +102,26 @@ def read_attributes(path):
     return attributes
 
 
+def check_attribute_items(attributes, items, attributes_path, input_path):
+    """Refuse an attributes file none of whose item ids is an item of the sequences, and warn
+    (one stderr line) when most are not: such a file is most likely another data set's, or
+    numbers the items differently, and S3Rec would pre-train on attributes of the wrong items."""
+    unknown = sum(1 for item in attributes if item not in items)
+    if attributes and unknown == len(attributes):
+        raise LLMD4RecError(
+            f"none of the {len(attributes):,} item ids in {attributes_path} is an item of {input_path}: "
+            "give the attributes file of this data set, its ids written as in the sequence file"
+        )
+    if unknown > len(attributes) / 2:
+        described = sum(1 for item in items if item in attributes)
+        print(
+            f"warning: {unknown:,} of the {len(attributes):,} item ids in {attributes_path} are not items of "
+            f"{input_path}, so their attributes are dropped ({described:,} of the {len(items):,} items get "
+            "categories): check that both files come from the same data set",
+            file=sys.stderr,
+        )
+
+
 def _write_atomically(path, header, rows):
     """Write a tab-separated atomic file: a temporary file first, then a rename."""
     temporary = path.with_name(path.name + ".tmp")
@@ -117,6 +138,9 @@ def convert(input_path, name, output_dir, attributes_path=None, force=False):
         raise LLMD4RecError(f"--name must be a plain data set name such as 'beauty', got {name!r}")
     sequences = read_sequences(input_path)
     attributes = read_attributes(attributes_path) if attributes_path else None
+    items_in_order = list(dict.fromkeys(item for _, items in sequences for item in items))
+    if attributes is not None:
+        check_attribute_items(attributes, set(items_in_order), attributes_path, input_path)
 
     dataset_dir = Path(output_dir) / name
     inter_file = dataset_dir / f"{name}.inter"
@@ -130,7 +154,6 @@ def convert(input_path, name, output_dir, attributes_path=None, force=False):
         raise LLMD4RecError(f"cannot make the folder {dataset_dir}: a file stands in its path; "
                             "give --output a folder") from None
 
-    items_in_order = list(dict.fromkeys(item for _, items in sequences for item in items))
     _write_atomically(
         inter_file,
         INTER_HEADER,

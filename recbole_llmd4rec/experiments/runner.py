@@ -58,6 +58,9 @@ from recbole_llmd4rec.experiments.methods import (
 from recbole_llmd4rec.experiments.tables import ComparisonTables
 
 DEFAULT_SEEDS = 3
+# Settings that change no result and came after the first records were kept: left out of a record's
+# identity, so their arrival keeps every finished record.
+NOT_IN_IDENTITY = {"strict_keys"}
 FIRST_SEED = 2020  # RecBole's default seed; seed k of a comparison is FIRST_SEED + k
 # what a run's log shows of its progress: RecBole's line after each validation, our phase starts
 LOGGED_VALIDATION = re.compile(r"epoch (\d+) evaluating \[.*valid_score: ([0-9.]+)\]")
@@ -82,7 +85,10 @@ def yaml_settings(config_files, dataset):
     settings = []
     for name, path in named:
         try:
-            settings.append((name, yaml.safe_load(path.read_text(encoding="utf-8"))))
+            values = yaml.safe_load(path.read_text(encoding="utf-8"))
+            if isinstance(values, dict):
+                values = {key: value for key, value in values.items() if key not in NOT_IN_IDENTITY}
+            settings.append((name, values))
         except (OSError, yaml.YAMLError) as exc:
             raise LLMD4RecError(f"cannot read {path} ({type(exc).__name__}): fix the file or its path") from None
     return settings

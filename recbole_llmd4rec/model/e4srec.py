@@ -55,7 +55,7 @@ class E4SRec(SequentialRecommender):
     @staticmethod
     def check_settings(config):
         """E4SRec's own keys, refused before the data set and the backbone load."""
-        check_distillation_settings(config, "distill_gamma")
+        check_distillation_settings(config, "E4SRec")
         for key, minimum in (("length_groups", 0), ("lora_r", 1)):
             require_int(config, key, minimum)
 

@@ -45,12 +45,30 @@ CRM_EMBEDDING_KEY = "item_embedding.weight"  # SASRec's / SASRecD's item table E
 NEGATIVE_RESAMPLING_ROUNDS = 10  # a negative that hits the history is redrawn at most this often
 
 
-def check_distillation_settings(config, coefficient_key):
-    """Refuse a non-positive temperature or a negative coefficient before training starts."""
+# Both models call their temperature distill_temperature; the paper's symbols tell them apart.
+# model: (coefficient key, its symbol, the temperature's symbol, direction, LLMD4Rec section)
+DISTILLATION_KEYS = {
+    "SASRecD": ("distill_beta", "beta", "T2", "LLM -> CRM", "crm"),
+    "E4SRec": ("distill_gamma", "gamma", "T1", "CRM -> LLM", "llm"),
+}
+
+
+def check_distillation_settings(config, model):
+    """Refuse a non-positive temperature or a negative coefficient of ``model`` (SASRecD or
+    E4SRec) before training starts, naming the model and the paper's symbol: both models read
+    the key distill_temperature, and an LLMD4Rec run gives each its own value."""
+    coefficient_key, coefficient_symbol, temperature_symbol, direction, section = DISTILLATION_KEYS[model]
+
+    def refuse(key, meaning, rule, value):
+        raise ConfigError(f"{model}'s {key} ({meaning}) must be {rule}, got {value}; set it in the {section}: "
+                          f"section of an LLMD4Rec run, or as {key} when {model} runs alone")
+
     if config["distill_temperature"] <= 0:
-        raise ConfigError(f"distill_temperature must be > 0, got {config['distill_temperature']}")
+        refuse("distill_temperature", f"{temperature_symbol}, the {direction} temperature", "> 0",
+               config["distill_temperature"])
     if config[coefficient_key] < 0:
-        raise ConfigError(f"{coefficient_key} must be >= 0, got {config[coefficient_key]}")
+        refuse(coefficient_key, f"{coefficient_symbol}, the weight of the {direction} distillation", ">= 0",
+               config[coefficient_key])
 
 
 def read_crm_checkpoint(path, dataset):
@@ -143,7 +161,7 @@ class SASRecD(SASRec):
     @staticmethod
     def check_settings(config):
         """SASRecD's own keys, refused before the data set loads (quick_start calls this first)."""
-        check_distillation_settings(config, "distill_beta")
+        check_distillation_settings(config, "SASRecD")
         if config["loss_type"] not in ("CE", "BPR"):
             raise ConfigError(f"SASRecD trains with loss_type CE or BPR (crm_loss_type sets either), "
                               f"got {config['loss_type']!r}")

@@ -25,7 +25,8 @@ FIRST_ROUND_READING = {"embedding_update": 2, "mutual_rounds": math.inf, "start_
 # Config keys that change neither the training nor the results of an LLMD4Rec run.
 RUN_IRRELEVANT_KEYS = {"show_progress", "state", "verbose", "gpu_id", "device", "worker", "log_wandb",
                        "wandb_project", "checkpoint_dir", "config_files", "local_rank", "single_spec",
-                       "teacher_memory_gib"}  # where the teacher store lives, not what it holds
+                       "teacher_memory_gib",  # where the teacher store lives, not what it holds
+                       "strict_keys"}  # whether an unknown key warns or stops the run
 
 
 # Settings that name a model file: a run knows the file by its content, not its path, so a
