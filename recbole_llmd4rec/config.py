@@ -72,9 +72,6 @@ RECBOLE_KEYS_WITHOUT_DEFAULT = frozenset({
     "encoding", "eta", "tail_ratio", "token_num_threshold", "xgb_early_stopping_rounds",
     "cin", "contrast", "feature_num", "has_residual", "norm", "sim", "use_filter",
 })
-# The models a composite model builds with ``Config.for_model``, by the section of its config
-# that overrides each (LLMD4Rec.__init__): a key either part knows is a key of the composite.
-MODEL_PARTS = {"LLMD4Rec": {"crm": "SASRecD", "llm": "E4SRec"}}
 # The paper's symbols, which users type for the keys (LLMD4Rec's T1 is E4SRec's distill_temperature).
 PAPER_SYMBOLS = {
     "T1": ("distill_temperature", "llm"), "T2": ("distill_temperature", "crm"),
@@ -266,14 +263,15 @@ class Config(RecBoleConfig):
         those silently, so a misspelt key trains with the default); with strict_keys, one
         ConfigError naming them all. A composite model's keys are its own and its parts', and
         the keys of each part's section are checked against that part's."""
-        parts = MODEL_PARTS.get(self.model, {})
+        # a composite model's parts (LLMD4Rec.PARTS: section -> model): a key either part knows is its key
+        parts = getattr(self.model_class, "PARTS", {})
         part_keys = {section: model_yaml_keys(part, self.dataset) for section, part in parts.items()}
         known = self.known_keys().union(*part_keys.values())
         unknown = [(f"'{key}'", closest_key(key, known, tuple(parts)))
                    for key in self.external_config_dict if key not in known]
         for section, keys in part_keys.items():
             overrides = self.final_config_dict.get(section)
-            if not isinstance(overrides, dict):  # check_llmd4rec_settings refuses it
+            if not isinstance(overrides, dict):  # LLMD4Rec.check_settings refuses it
                 continue
             for key in (key for key in overrides if key not in keys):
                 other = next((other for other, its in part_keys.items() if key in its), None)

@@ -311,10 +311,11 @@ def _documented_settings():
 @pytest.mark.parametrize("model", SHIPPED_MODELS)
 def test_no_shipped_or_documented_key_is_flagged(tiny, tmp_path, caplog, model):
     """Every key of the plugin's yaml files, the docs' commands and settings, given by the user."""
-    from recbole_llmd4rec.config import DATASET_CONFIG_DIR, MODEL_PARTS, PROPERTIES_DIR
+    from recbole_llmd4rec.config import DATASET_CONFIG_DIR, PROPERTIES_DIR
+    from recbole_llmd4rec.utils import get_model
 
     files = _tiny_files(model, tiny, tmp_path)
-    models = [model, *MODEL_PARTS.get(model, {}).values()]
+    models = [model, *getattr(get_model(model), "PARTS", {}).values()]
     shipped = [PROPERTIES_DIR / "overall.yaml", PROPERTIES_DIR / "main_job.yaml",
                *(PROPERTIES_DIR / "model" / f"{name}.yaml" for name in models), *DATASET_CONFIG_DIR.glob("*.yaml")]
     keys = {key for path in shipped if path.is_file() for key in yaml.safe_load(path.read_text(encoding="utf-8"))}
@@ -324,7 +325,7 @@ def test_no_shipped_or_documented_key_is_flagged(tiny, tmp_path, caplog, model):
     # the values the model gets from its layers, so only the keys are on trial (an unknown key gets None)
     baseline = Config(model, "tiny", files, tiny["config_dict"])
     defaults = {**baseline.internal_config_dict}
-    for part in MODEL_PARTS.get(model, {}).values():
+    for part in models[1:]:
         defaults.update(baseline.for_model(part).internal_config_dict)
     config_dict = {**tiny["config_dict"], **{key: defaults.get(key) for key in keys}}
     runs = [overrides for run_model, overrides in _documented_runs() if run_model == model]

@@ -23,6 +23,8 @@ class LLMD4Rec(SequentialRecommender):
     """SASRecD (``crm``) and E4SRec (``llm``) over the same data set."""
 
     input_type = InputType.POINTWISE
+    # section of the config -> the model it overrides; Config reads this to know the parts' keys
+    PARTS = {"crm": "SASRecD", "llm": "E4SRec"}
 
     @staticmethod
     def check_settings(config):
@@ -33,14 +35,14 @@ class LLMD4Rec(SequentialRecommender):
                 raise ConfigError(f"'{section}' must be a dict of overrides, got {config[section]!r}")
         if config["distiller"] not in DISTILLERS:
             raise ConfigError(f"distiller must be one of {', '.join(DISTILLERS)}; got {config['distiller']!r}")
-        SASRecD.check_settings(config.for_model("SASRecD", config["crm"]))
-        E4SRec.check_settings(config.for_model("E4SRec", config["llm"]))
+        SASRecD.check_settings(config.for_model(LLMD4Rec.PARTS["crm"], config["crm"]))
+        E4SRec.check_settings(config.for_model(LLMD4Rec.PARTS["llm"], config["llm"]))
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.check_settings(config)
-        self.crm_config = config.for_model("SASRecD", config["crm"])
-        self.llm_config = config.for_model("E4SRec", config["llm"])
+        self.crm_config = config.for_model(self.PARTS["crm"], config["crm"])
+        self.llm_config = config.for_model(self.PARTS["llm"], config["llm"])
         self.crm = SASRecD(self.crm_config, dataset)
         if config["crm_checkpoint"]:
             self.load_crm_checkpoint(config["crm_checkpoint"], dataset)
