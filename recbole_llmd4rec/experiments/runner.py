@@ -56,6 +56,7 @@ from recbole_llmd4rec.experiments.methods import (
     ALL_METHODS, CRM_LOSS_KEY, PER_RUN_KEYS, REGIME_KEYS, select_methods, with_crm_loss,
 )
 from recbole_llmd4rec.experiments.tables import ComparisonTables
+from recbole_llmd4rec.trainer.run_state import at_arrival_value
 
 DEFAULT_SEEDS = 3
 # Settings that change no result and came after the first records were kept: left out of a record's
@@ -87,7 +88,8 @@ def yaml_settings(config_files, dataset):
         try:
             values = yaml.safe_load(path.read_text(encoding="utf-8"))
             if isinstance(values, dict):
-                values = {key: value for key, value in values.items() if key not in NOT_IN_IDENTITY}
+                values = {key: value for key, value in values.items()
+                          if key not in NOT_IN_IDENTITY and not at_arrival_value(key, value)}
             settings.append((name, values))
         except (OSError, yaml.YAMLError) as exc:
             raise LLMD4RecError(f"cannot read {path} ({type(exc).__name__}): fix the file or its path") from None

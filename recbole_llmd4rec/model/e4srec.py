@@ -36,7 +36,7 @@ from recbole_llmd4rec.atomic import dataset_identity
 from recbole_llmd4rec.compat import cache_keyword
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
-from recbole_llmd4rec.llm import load_backbone, resolve_attention, resolve_dtype
+from recbole_llmd4rec.llm import LLM_INITS, load_backbone, resolve_attention, resolve_dtype
 from recbole_llmd4rec.losses import TeacherTargets, distillation_objective, distillation_terms, item_teacher_targets
 from recbole_llmd4rec.model.length_groups import forward_in_length_groups
 from recbole_llmd4rec.model.sasrecd import CRM_EMBEDDING_KEY, check_distillation_settings, read_crm_checkpoint
@@ -58,6 +58,10 @@ class E4SRec(SequentialRecommender):
         check_distillation_settings(config, "E4SRec")
         for key, minimum in (("length_groups", 0), ("lora_r", 1)):
             require_int(config, key, minimum)
+        if config["llm_num_layers"] is not None:
+            require_int(config, "llm_num_layers", 1, " or empty for all of the backbone's layers")
+        if config["llm_init"] not in LLM_INITS:
+            raise ConfigError(f"llm_init must be one of {', '.join(LLM_INITS)}; got {config['llm_init']!r}")
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -75,6 +79,7 @@ class E4SRec(SequentialRecommender):
         backbone, tokenizer = load_backbone(
             config["llm_path"], self.llm_dtype, config["llm_cache_dir"], config["tiny_llm"], config["seed"],
             config["llm_gguf_file"], resolve_attention(config["llm_attention"], config["device"]),
+            config["llm_num_layers"], config["llm_init"],
         )
         backbone.requires_grad_(False)
         self.cache_keyword = cache_keyword(backbone)

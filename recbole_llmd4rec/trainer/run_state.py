@@ -28,6 +28,15 @@ RUN_IRRELEVANT_KEYS = {"show_progress", "state", "verbose", "gpu_id", "device", 
                        "teacher_memory_gib",  # where the teacher store lives, not what it holds
                        "strict_keys"}  # whether an unknown key warns or stops the run
 
+# Settings that came after runs and records were kept, at the value that does what every run did
+# before they existed: a setting at that value is left out of a run's (and a record's) identity,
+# so its arrival keeps every finished run; any other value counts.
+ARRIVED_LATER = {"llm_num_layers": None, "llm_init": "pretrained"}
+
+
+def at_arrival_value(key, value):
+    return key in ARRIVED_LATER and value == ARRIVED_LATER[key]
+
 
 # Settings that name a model file: a run knows the file by its content, not its path, so a
 # folder of model files moved to another place or machine still finds its runs, resume files and
@@ -44,7 +53,8 @@ def setting_value(key, value):
 
 def run_settings(*configs):
     """Every setting that shapes a run: per config, its sorted (key, value) pairs."""
-    return [sorted((k, setting_value(k, v)) for k, v in c.final_config_dict.items() if k not in RUN_IRRELEVANT_KEYS)
+    return [sorted((k, setting_value(k, v)) for k, v in c.final_config_dict.items()
+                   if k not in RUN_IRRELEVANT_KEYS and not at_arrival_value(k, v))
             for c in configs]
 
 
