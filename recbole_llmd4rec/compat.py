@@ -33,12 +33,19 @@ The module must be imported before anything from ``recbole`` (the package
    flags (the sort is right; only tests show this one, as Python hides library deprecations).
 6. transformers 5.24 renamed the decoder models' ``past_key_values`` argument to ``cache``
    (the old name warns and goes in 5.40); :func:`cache_keyword` names the one a model takes.
+7. transformers 5.x reads a GGUF file of an architecture it cannot load lazily (llama, hence
+   SmolLM2, among them) with ``load_gguf_checkpoint``, which dequantizes every tensor in the
+   file before it drops those the model lacks; :func:`gguf_blocks_below` hides the decoder
+   blocks from a given index on from gguf's reader while a cut model loads, so their weights
+   are never read.
 """
 
+import contextlib
 import functools
 import importlib
 import inspect
 import pickle
+import re
 import types
 import warnings
 
@@ -229,6 +236,33 @@ def cache_keyword(model):
     5.24 on, ``past_key_values`` before (see 6. above)."""
     parameters = inspect.signature(type(model).forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"
+
+
+GGUF_BLOCK = re.compile(r"blk\.(\d+)\.")  # GGUF's name of decoder block i's tensors: blk.<i>.<part>
+
+
+@contextlib.contextmanager
+def gguf_blocks_below(num_blocks):
+    """While a model loads from a GGUF file, gguf's reader lists only the tensors of decoder blocks
+    ``0 .. num_blocks - 1`` (and those of no block); None: all of them (see 7. above)."""
+    if num_blocks is None:
+        yield
+        return
+    import gguf
+
+    full_reader = gguf.GGUFReader
+
+    class FirstBlocksReader(full_reader):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.tensors = [tensor for tensor in self.tensors
+                            if not (block := GGUF_BLOCK.match(tensor.name)) or int(block.group(1)) < num_blocks]
+
+    gguf.GGUFReader = FirstBlocksReader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = full_reader
 
 
 _FOREIGN_DEPRECATIONS = (  # (regex matched at the start of the message, category): see 5. above

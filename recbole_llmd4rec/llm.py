@@ -12,7 +12,8 @@
 
 ``llm_num_layers: k`` keeps the token embeddings, the first k decoder layers and the final norm:
 the model is built with k layers, so the dropped layers' weights are never read from the file
-(transformers reads safetensors and GGUF tensors by name, lazily). SLMRec (ICLR 2025) found most
+(transformers reads safetensors by name; a GGUF file's later blocks are hidden from its reader,
+``compat.gguf_blocks_below``). SLMRec (ICLR 2025) found most
 of an LLM's layers redundant for sequential recommendation. ``llm_init: random`` builds the same
 architecture with fresh weights (seeded by ``seed``): the control that isolates what pre-training
 gives.
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from recbole_llmd4rec.compat import gguf_blocks_below
 from recbole_llmd4rec.errors import LLMD4RecError, first_reason
 
 TINY_LLM_NAME = "tiny-qwen2"
@@ -247,7 +249,7 @@ def load_backbone(llm_path, dtype, cache_dir, tiny_config, seed, gguf_file=None,
                 model = AutoModel.from_config(model_config, dtype=dtype, attn_implementation=attention,
                                               trust_remote_code=False)
         else:
-            with quiet_unused_weights(num_layers):
+            with quiet_unused_weights(num_layers), gguf_blocks_below(num_layers if gguf_file else None):
                 model = AutoModel.from_pretrained(source, config=model_config, dtype=dtype,
                                                   attn_implementation=attention, trust_remote_code=False, **extra)
     except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: weights that do not fit the config

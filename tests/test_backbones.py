@@ -169,11 +169,23 @@ def _smollm2_installed():
 
 
 @pytest.mark.skipif(not _smollm2_installed(), reason=f"SmolLM2 is not installed ({PACKAGED_BACKBONES['smollm2-135m'][2]})")
-def test_smollm2_first_layers_match_the_full_model():
+def test_smollm2_first_layers_match_the_full_model_and_read_only_their_tensors(monkeypatch):
+    import gguf
+
+    from recbole_llmd4rec.compat import GGUF_BLOCK
+    from recbole_llmd4rec.llm import packaged_backbone
+
     full = _backbone("smollm2-135m")
     assert (full.config.hidden_size, len(full.layers)) == (576, 30)
+    folder, file_name = packaged_backbone("smollm2-135m")
+    names = [tensor.name for tensor in gguf.GGUFReader(folder / file_name).tensors]
+    kept = [name for name in names if not (block := GGUF_BLOCK.match(name)) or int(block.group(1)) < 2]
+    assert 0 < len(kept) < len(names)
+    dequantized = []
+    dequantize = gguf.dequantize
+    monkeypatch.setattr(gguf, "dequantize", lambda data, kind: dequantized.append(kind) or dequantize(data, kind))
     cut = _backbone("smollm2-135m", num_layers=2)
-    assert len(cut.layers) == 2
+    assert len(cut.layers) == 2 and len(dequantized) == len(kept)  # the file's other blocks were never read
     with torch.no_grad():
         hidden = full(TOKEN_IDS, output_hidden_states=True).hidden_states
         torch.testing.assert_close(cut(TOKEN_IDS).last_hidden_state, full.norm(hidden[2]))
