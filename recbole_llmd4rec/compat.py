@@ -33,6 +33,9 @@ The module must be imported before anything from ``recbole`` (the package
    flags (the sort is right; only tests show this one, as Python hides library deprecations).
 6. transformers 5.24 renamed the decoder models' ``past_key_values`` argument to ``cache``
    (the old name warns and goes in 5.40); :func:`cache_keyword` names the one a model takes.
+7. recbole 1.2.1's ``Trainer`` opens a tensorboard folder (``log_tensorboard/``) in every process
+   of a multi-process run; the ranks but the first get a writer that writes nothing, so only
+   rank 0 writes files.
 """
 
 import functools
@@ -231,6 +234,32 @@ def cache_keyword(model):
     return "cache" if "cache" in parameters else "past_key_values"
 
 
+class _NoTensorboard:
+    """A SummaryWriter that writes nothing (7. above): every method is a no-op."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def _tensorboard_on_rank0_only():
+    """recbole 1.2.1: ``get_tensorboard`` as the Trainer reads it, silent on ranks other than 0."""
+    import torch.distributed as dist
+    from recbole.trainer import trainer as recbole_trainer
+
+    if getattr(recbole_trainer.get_tensorboard, "_llmd4rec_rank0_only", False):
+        return
+    get_tensorboard = recbole_trainer.get_tensorboard
+
+    @functools.wraps(get_tensorboard)
+    def on_rank0(logger):
+        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+            return _NoTensorboard()
+        return get_tensorboard(logger)
+
+    on_rank0._llmd4rec_rank0_only = True
+    recbole_trainer.get_tensorboard = on_rank0
+
+
 _FOREIGN_DEPRECATIONS = (  # (regex matched at the start of the message, category): see 5. above
     ("pkg_resources is deprecated", UserWarning),
     (r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated", FutureWarning),
@@ -248,6 +277,7 @@ def apply():
         warnings.filterwarnings("ignore", message=message, category=category)
     _allow_recbole_checkpoint_globals()
     _switch_off_anomaly_detection()
+    _tensorboard_on_rank0_only()
 
 
 apply()

@@ -60,7 +60,7 @@ from recbole_llmd4rec.experiments.tables import ComparisonTables
 DEFAULT_SEEDS = 3
 # Settings that change no result and came after the first records were kept: left out of a record's
 # identity, so their arrival keeps every finished record.
-NOT_IN_IDENTITY = {"strict_keys"}
+NOT_IN_IDENTITY = {"strict_keys", "process_group_timeout"}
 FIRST_SEED = 2020  # RecBole's default seed; seed k of a comparison is FIRST_SEED + k
 # what a run's log shows of its progress: RecBole's line after each validation, our phase starts
 LOGGED_VALIDATION = re.compile(r"epoch (\d+) evaluating \[.*valid_score: ([0-9.]+)\]")

@@ -26,7 +26,10 @@ FIRST_ROUND_READING = {"embedding_update": 2, "mutual_rounds": math.inf, "start_
 RUN_IRRELEVANT_KEYS = {"show_progress", "state", "verbose", "gpu_id", "device", "worker", "log_wandb",
                        "wandb_project", "checkpoint_dir", "config_files", "local_rank", "single_spec",
                        "teacher_memory_gib",  # where the teacher store lives, not what it holds
-                       "strict_keys"}  # whether an unknown key warns or stops the run
+                       "strict_keys",  # whether an unknown key warns or stops the run
+                       # how the ranks of a multi-process run are laid out and meet (world_size, which
+                       # shapes the batches, stays), and how long they wait for each other
+                       "nproc", "offset", "ip", "port", "process_group_timeout"}
 
 
 # Settings that name a model file: a run knows the file by its content, not its path, so a
