@@ -39,17 +39,22 @@ class DDPWrap(AbstractTrainer):
                 self.model, device_ids=[config["device"].index] if on_gpu else None)
 
 
-def rows_in_dataset_order(local, total):
-    """Every rank's rows of one evaluation, in the data set's order, each user once.
+def in_dataset_order(parts, total):
+    """The rows of every rank (``parts``, in rank order) in the data set's order, each user once.
 
     RecBole's distributed sampler (no shuffle) gives rank r the users r, r + W, r + 2W, ... of the
     list padded to a multiple of W with its first users, so every rank holds the same count of rows:
     row i of rank r is user i * W + r, and the rows past ``total`` are the padding."""
+    return torch.stack(parts, dim=1).flatten(0, 1)[:total]
+
+
+def rows_in_dataset_order(local, total):
+    """This rank's rows of one evaluation and every other rank's, gathered, in the data set's order."""
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else local.device
-    local = local.to(device)
+    local = local.to(device).contiguous()
     parts = [torch.empty_like(local) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, local.contiguous())
-    return torch.stack(parts, dim=1).flatten(0, 1)[:total].cpu()
+    dist.all_gather(parts, local)
+    return in_dataset_order(parts, total).cpu()
 
 
 class RankGatheringCollector(Collector):
