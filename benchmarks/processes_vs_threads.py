@@ -66,7 +66,8 @@ def measure(local_rank, model_name, args, overrides, processes, threads, port, r
     if processes > 1:
         config_dict.update(local_rank=local_rank, nproc=processes, world_size=processes, ip="localhost", port=port,
                            offset=0)
-    config = Config(model_name, args.dataset, config_dict=config_dict, cmd_args=overrides, check_keys=False)
+    config_files = args.config_files.split() if args.config_files else []
+    config = Config(model_name, args.dataset, config_files, config_dict, cmd_args=overrides, check_keys=False)
     init_seed(config["seed"], config["reproducibility"])
     _, train_data, _, _ = load_dataset(config)
     model = get_model(model_name)(config, train_data._dataset).to(config["device"])
@@ -105,6 +106,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="beauty")
     parser.add_argument("--data_path", default="dataset/")
+    parser.add_argument("--config_files", default=None, help="space-separated yaml files, later ones win")
     parser.add_argument("--models", default="SASRecD,E4SRec")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="threads per process of the multi-process layout")
