@@ -4,8 +4,11 @@
     python run_llmd4rec.py --model=GRU4Rec --dataset=ml-100k --epochs=1
     python run_llmd4rec.py -m SASRec -d beauty --data_path=dataset/ --config_files="a.yaml b.yaml"
     python run_llmd4rec.py --compare -d beauty --data_path=dataset/ --seeds=3 [--ablation] [--status] [--tables] [--compare_dir=DIR]
+    python run_llmd4rec.py -m LLMD4Rec -d beauty --data_path=dataset/ --nproc=4 [--world_size=8 --ip=HOST --port=5678 --offset=4]
 
-Any ``--key=value`` overrides a config key. Bad input ends in one ``error:`` line, exit 2.
+Any ``--key=value`` overrides a config key; ``--nproc`` and the other keys of RecBole's
+multi-process mode run one run on several processes (docs/several-processes.md). Bad input ends
+in one ``error:`` line, exit 2.
 """
 
 import argparse

@@ -38,6 +38,9 @@ The module must be imported before anything from ``recbole`` (the package
    file before it drops those the model lacks; :func:`gguf_blocks_below` hides the decoder
    blocks from a given index on from gguf's reader while a cut model loads, so their weights
    are never read.
+8. recbole 1.2.1's ``Trainer`` opens a tensorboard folder (``log_tensorboard/``) in every process
+   of a multi-process run; the ranks but the first get a writer that writes nothing, so only
+   rank 0 writes files.
 """
 
 import contextlib
@@ -265,6 +268,32 @@ def gguf_blocks_below(num_blocks):
         gguf.GGUFReader = full_reader
 
 
+class _NoTensorboard:
+    """A SummaryWriter that writes nothing (8. above): every method is a no-op."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def _tensorboard_on_rank0_only():
+    """recbole 1.2.1: ``get_tensorboard`` as the Trainer reads it, silent on ranks other than 0."""
+    import torch.distributed as dist
+    from recbole.trainer import trainer as recbole_trainer
+
+    if getattr(recbole_trainer.get_tensorboard, "_llmd4rec_rank0_only", False):
+        return
+    get_tensorboard = recbole_trainer.get_tensorboard
+
+    @functools.wraps(get_tensorboard)
+    def on_rank0(logger):
+        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+            return _NoTensorboard()
+        return get_tensorboard(logger)
+
+    on_rank0._llmd4rec_rank0_only = True
+    recbole_trainer.get_tensorboard = on_rank0
+
+
 _FOREIGN_DEPRECATIONS = (  # (regex matched at the start of the message, category): see 5. above
     ("pkg_resources is deprecated", UserWarning),
     (r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated", FutureWarning),
@@ -282,6 +311,7 @@ def apply():
         warnings.filterwarnings("ignore", message=message, category=category)
     _allow_recbole_checkpoint_globals()
     _switch_off_anomaly_detection()
+    _tensorboard_on_rank0_only()
 
 
 apply()

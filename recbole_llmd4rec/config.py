@@ -20,6 +20,7 @@ import recbole
 import yaml
 from recbole.config import Config as RecBoleConfig
 
+from recbole_llmd4rec import distributed
 from recbole_llmd4rec.compat import allow_checkpoint_class
 from recbole_llmd4rec.errors import ConfigError
 from recbole_llmd4rec.utils import get_model
@@ -338,6 +339,31 @@ class Config(RecBoleConfig):
         # user gives is where they keep their own copy, and a wrong one must say so.
         if self.dataset == BUNDLED_DATASET and "data_path" in self.external_config_dict:
             self.final_config_dict["data_path"] = os.path.join(self.external_config_dict["data_path"], self.dataset)
+
+    def _init_device(self):
+        """One process: RecBole's own. A rank of a multi-process run (``local_rank`` set): RecBole
+        1.2.1 always joins with NCCL and takes a GPU; here the group is NCCL on GPUs, gloo on CPUs."""
+        final = self.final_config_dict
+        if "local_rank" not in final:
+            return super()._init_device()
+        if isinstance(final["gpu_id"], tuple):
+            final["gpu_id"] = ",".join(map(str, final["gpu_id"]))
+        final["gpu_id"] = str(final["gpu_id"])
+        os.environ["CUDA_VISIBLE_DEVICES"] = final["gpu_id"]
+        import torch
+
+        if distributed.uses_gpu(final):
+            distributed.check_gpus(final["nproc"], final["gpu_id"])
+            final["device"] = torch.device("cuda", final["local_rank"])
+            torch.cuda.set_device(final["local_rank"])
+        else:
+            final["device"] = torch.device("cpu")
+        final["single_spec"] = False
+        distributed.join_process_group(final)
+        if final["local_rank"] + final["offset"] != 0:  # RecBole quiets local_rank != 0; here every rank but the first
+            final["state"] = "error"
+            final["show_progress"] = False
+            final["verbose"] = False
 
     def _get_final_config_dict(self):
         for key, value in self.external_config_dict.items():

@@ -8,6 +8,7 @@ from recbole.config import Config as RecBoleConfig
 from recbole.model.sequential_recommender.sasrec import SASRec
 
 from recbole_llmd4rec.atomic import atomic_torch_save, replacing
+from recbole_llmd4rec.distributed import as_one_process
 
 PLUGIN_ONLY_ATTRIBUTES = ("_cmd_args", "user_layers")
 
@@ -26,7 +27,7 @@ def recbole_sasrec_config(config):
     stock.model = "SASRec"
     stock.model_class = SASRec
     stock["model"] = "SASRec"
-    return stock
+    return as_one_process(stock)  # trained on several processes, it still loads as one
 
 
 def export_sasrec_checkpoint(crm, crm_config, path, best_valid_score=None):

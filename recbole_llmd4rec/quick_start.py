@@ -1,6 +1,7 @@
 """Quick start of the plugin: RecBole's ``run_recbole`` / ``load_data_and_model`` made to
 know plugin models, plugin yaml layers and clear errors for missing data."""
 
+import logging
 import os
 import sys
 import time
@@ -11,8 +12,11 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import FeatureType, dict2str, init_logger, init_seed, set_color
 
 from recbole_llmd4rec.atomic import check_dataset_identity, dataset_identity, load_checkpoint
-from recbole_llmd4rec.config import BUNDLED_DATASET, Config
-from recbole_llmd4rec.errors import DatasetNotFoundError, LLMD4RecError, first_reason
+from recbole_llmd4rec.config import BUNDLED_DATASET, Config, require_int
+from recbole_llmd4rec.distributed import (
+    LAUNCH_DEFAULTS, RESUME_HINT, as_one_process, check_gpus, check_port_free, uses_gpu, writes_files,
+)
+from recbole_llmd4rec.errors import BAD_INPUT_EXIT_STATUS, ConfigError, DatasetNotFoundError, LLMD4RecError, first_reason
 from recbole_llmd4rec.utils import get_model, get_trainer
 
 BUNDLED_HINT = "drop --data_path to use the copy that ships inside recbole, or point it at the folder holding ml-100k/"
@@ -113,8 +117,19 @@ def run_llmd4rec(model=None, dataset=None, config_file_list=None, config_dict=No
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
     check_settings(config)
     check_dataset_files(config)
+    layout = process_layout(config)
+    if layout is not None:
+        return run_processes(layout, model, dataset, config_file_list, config_dict, saved, cmd_args)
+    return train_and_test(config, saved)
+
+
+def train_and_test(config, saved=True):
+    """``run_llmd4rec``'s work in one process, or in one rank of several."""
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    if writes_files(config):
+        init_logger(config)
+    else:  # the other ranks of several processes: their errors on the console, no log file
+        logging.basicConfig(level=logging.ERROR, handlers=[logging.StreamHandler()])
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
@@ -155,6 +170,106 @@ def run_llmd4rec(model=None, dataset=None, config_file_list=None, config_dict=No
     }
 
 
+def process_layout(config):
+    """The processes ``config`` asks for: RecBole's ``nproc`` (on this machine), ``world_size`` (on
+    all), ``offset`` (this machine's first rank), ``ip`` and ``port`` (rank 0's), with the defaults
+    of RecBole's ``run``, checked before any process starts; None for one process (RecBole's rule)."""
+    layout = {key: default if config[key] is None else config[key] for key, default in LAUNCH_DEFAULTS.items()}
+    for key in ("nproc", "world_size", "offset", "port"):
+        if not isinstance(layout[key], int) or isinstance(layout[key], bool):
+            raise ConfigError(f"{key} must be an int, got {layout[key]!r}")
+    nproc, world_size, offset = layout["nproc"], layout["world_size"], layout["offset"]
+    if nproc == 1 and world_size <= 0:
+        return None
+    if nproc < 1:
+        raise ConfigError(f"nproc must be >= 1 (the processes on this machine), got {nproc}")
+    if world_size == -1:
+        layout["world_size"] = world_size = nproc
+    if world_size < 1 or offset < 0 or offset + nproc > world_size:
+        raise ConfigError(
+            f"this machine's ranks {offset}..{offset + nproc - 1} (--offset, --nproc) must lie within the run's "
+            f"0..{world_size - 1} (--world_size: the processes on all machines)"
+        )
+    if not 0 < layout["port"] < 65536:
+        raise ConfigError(f"port must be a TCP port (1-65535), got {layout['port']}")
+    require_int(config, "process_group_timeout", 1, " (minutes)")
+    modes = config["eval_args"]["mode"]
+    if any(mode != "full" for mode in (modes.values() if isinstance(modes, dict) else [modes])):
+        raise ConfigError(f"several processes evaluate with full ranking only: set eval_args mode: full, got {modes}")
+    if uses_gpu(config.final_config_dict):
+        check_gpus(nproc, config["gpu_id"])
+    if offset == 0:  # rank 0 runs here and listens on the port
+        check_port_free(layout["ip"], layout["port"])
+    return layout
+
+
+def run_processes(layout, model, dataset, config_file_list, config_dict, saved, cmd_args):
+    """``run_llmd4rec`` on this machine's ``nproc`` ranks, started as RecBole's ``run`` does; returns
+    rank 0's result (None on a machine without rank 0). A rank that fails or dies stops the others,
+    and the run ends in one LLMD4RecError."""
+    import torch.multiprocessing as mp
+
+    messages = mp.get_context("spawn").SimpleQueue()
+    # the resolved layout goes to every rank; the command line would override it there
+    rank_dict = {**(config_dict or {}), **layout}
+    rank_args = [arg for arg in cmd_args or [] if arg[2:].partition("=")[0] not in LAUNCH_DEFAULTS]
+    failure = None
+    try:
+        mp.spawn(_run_rank, args=(model, dataset, config_file_list, rank_dict, saved, rank_args, messages),
+                 nprocs=layout["nproc"], join=True)
+    except (mp.ProcessRaisedException, mp.ProcessExitedException) as exc:  # spawn has stopped the other ranks
+        failure = exc
+    received = []
+    while not messages.empty():
+        received.append(messages.get())
+    if failure is None:
+        return next((message[1] for message in received if message[0] == "result"), None)
+    raise LLMD4RecError(_failure_line(failure, received, layout["offset"]))
+
+
+def _failure_line(failure, received, offset):
+    """One line for a failed multi-process run: a rank's own error first, then a rank killed from
+    outside, then a rank that lost the others, then an unexpected exception (its traceback printed)."""
+    import torch.multiprocessing as mp
+
+    errors = {kind: (rank, text) for kind, rank, text in reversed([m for m in received if m[0] != "result"])}
+    if "error" in errors:
+        rank, text = errors["error"]
+        return f"rank {rank}: {text}"
+    rank = offset + failure.error_index
+    if isinstance(failure, mp.ProcessExitedException) and failure.signal_name:
+        return f"rank {rank} was killed ({failure.signal_name}); the other ranks were stopped: {RESUME_HINT}"
+    if "lost" in errors:
+        rank, text = errors["lost"]
+        return f"rank {rank} lost the other ranks ({text}): one of them stopped; {RESUME_HINT}"
+    if isinstance(failure, mp.ProcessRaisedException):
+        print(failure, file=sys.stderr)
+        last = str(failure).strip().splitlines()[-1]
+        return f"rank {rank} failed: {last} (its traceback is above); the other ranks were stopped"
+    return f"rank {rank} exited with status {failure.exit_code}; the other ranks were stopped: {RESUME_HINT}"
+
+
+def _run_rank(local_rank, model, dataset, config_file_list, config_dict, saved, cmd_args, messages):
+    """One rank (torch's spawn calls it in a fresh interpreter): its Config joins the process group."""
+    import torch.distributed as dist
+
+    rank = local_rank + config_dict["offset"]
+    try:
+        # the keys were checked (and unknown ones named) once, before the ranks started
+        config = Config(model, dataset, config_file_list, {**config_dict, "local_rank": local_rank}, cmd_args,
+                        check_keys=False)
+        result = train_and_test(config, saved)
+    except LLMD4RecError as exc:
+        messages.put(("error", rank, str(exc)))
+        sys.exit(BAD_INPUT_EXIT_STATUS)
+    except dist.DistError as exc:  # a collective failed: another rank is gone
+        messages.put(("lost", rank, first_reason(exc)))
+        sys.exit(BAD_INPUT_EXIT_STATUS)
+    dist.destroy_process_group()
+    if rank == 0:
+        messages.put(("result", result))
+
+
 def load_data_and_model(model_file):
     """RecBole's ``load_data_and_model`` for plugin and RecBole models alike.
 
@@ -162,7 +277,7 @@ def load_data_and_model(model_file):
     saved on a GPU loads on a CPU-only machine.
     """
     checkpoint = load_checkpoint(model_file)
-    config = checkpoint["config"]
+    config = as_one_process(checkpoint["config"])  # a rank's config, where several processes trained it
     if config["device"].type == "cuda" and not torch.cuda.is_available():
         config["device"] = torch.device("cpu")
     init_seed(config["seed"], config["reproducibility"])

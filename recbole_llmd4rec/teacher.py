@@ -16,6 +16,9 @@ beside ``path`` otherwise: LLMD4Rec's full distribution over Beauty's 12,101 ite
 
 Batches are matched to stored rows by the ``instance_id`` field the trainer adds to the
 training set, so RecBole's shuffling cannot misalign them.
+
+On several processes each rank computes a contiguous share of the batches and then receives the
+others' rows, so every rank holds the store one process would have built, in the same batches.
 """
 
 import os
@@ -24,10 +27,12 @@ from logging import getLogger
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from recbole.utils import set_color
 from tqdm import tqdm
 
 INSTANCE_ID = "instance_id"
+MESSAGE_BYTES = 2**26  # rows a rank sends in one broadcast when ranks exchange their shares
 
 
 def add_instance_ids(train_dataset):
@@ -55,14 +60,17 @@ class TeacherStore:
 
     @classmethod
     def build(cls, teacher, train_dataset, path, batch_size, device, distiller, memory_limit=0,
-              show_progress=False):
-        """One inference pass of ``teacher`` over all training instances."""
+              show_progress=False, ranks=(0, 1)):
+        """One inference pass of ``teacher`` over all training instances; ``ranks``: (this rank,
+        world size) of several processes, each computing its share."""
         n_instances = add_instance_ids(train_dataset)
         store = cls(path, n_instances, distiller, memory_limit)
         started = time.time()
         was_training = teacher.training
         teacher.eval()
-        starts = range(0, n_instances, batch_size)
+        rank, world_size = ranks
+        all_starts = range(0, n_instances, batch_size)
+        starts = _share(all_starts, rank, world_size)
         if show_progress:
             starts = tqdm(starts, ncols=100, desc=set_color("Teacher", "pink"))
         try:
@@ -71,6 +79,8 @@ class TeacherStore:
                     batch = train_dataset[np.arange(start, min(start + batch_size, n_instances))].to(device)
                     store.write(batch[INSTANCE_ID].cpu().numpy(), distiller.teacher_outputs(teacher, batch))
                     store.forward_passes += 1
+            if world_size > 1:
+                store._exchange_shares(all_starts, batch_size, ranks)
         except BaseException:
             store.close()  # no half-written files left behind
             raise
@@ -90,14 +100,43 @@ class TeacherStore:
         for name, tensor in outputs.items():
             values = tensor.detach().cpu().numpy()
             if name not in self.arrays:
-                shape = (self.n_instances, *values.shape[1:])
-                if self.nbytes + values.dtype.itemsize * int(np.prod(shape)) <= self.memory_limit:
-                    self.arrays[name] = np.empty(shape, dtype=values.dtype)
-                else:
-                    self.files.append(self._file(name))
-                    self.arrays[name] = np.lib.format.open_memmap(self.files[-1], mode="w+", dtype=values.dtype,
-                                                                  shape=shape)
+                self._allocate(name, values.shape[1:], values.dtype)
             self.arrays[name][rows] = values
+
+    def _allocate(self, name, row_shape, dtype):
+        shape = (self.n_instances, *row_shape)
+        if self.nbytes + dtype.itemsize * int(np.prod(shape)) <= self.memory_limit:
+            self.arrays[name] = np.empty(shape, dtype=dtype)
+        else:
+            self.files.append(self._file(name))
+            self.arrays[name] = np.lib.format.open_memmap(self.files[-1], mode="w+", dtype=dtype, shape=shape)
+
+    def _exchange_shares(self, all_starts, batch_size, ranks):
+        """Every rank's rows to every rank (``build`` on several processes), in messages of at most
+        ``MESSAGE_BYTES``. Rank 0 always has a share; a rank without one takes its outputs' shapes."""
+        rank, world_size = ranks
+        layout = [{name: (array.shape[1:], array.dtype.str) for name, array in self.arrays.items()}]
+        dist.broadcast_object_list(layout, src=0)
+        for name, (row_shape, dtype) in layout[0].items():
+            if name not in self.arrays:
+                self._allocate(name, row_shape, np.dtype(dtype))
+        on_gpu = dist.get_backend() == "nccl"  # NCCL sends from GPU memory only
+        for owner in range(world_size):
+            owned = _share(all_starts, owner, world_size)
+            if not owned:
+                continue
+            first, end = owned[0], min(owned[-1] + batch_size, self.n_instances)
+            for array in self.arrays.values():
+                rows = max(1, MESSAGE_BYTES // max(1, array[:1].nbytes))
+                for begin in range(first, end, rows):
+                    block = np.ascontiguousarray(array[begin:min(begin + rows, end)]) if owner == rank else \
+                        np.empty((min(begin + rows, end) - begin, *array.shape[1:]), dtype=array.dtype)
+                    message = torch.from_numpy(block)
+                    if on_gpu:
+                        message = message.cuda()
+                    dist.broadcast(message, src=owner)
+                    if owner != rank:
+                        array[begin:begin + len(block)] = message.cpu().numpy()
 
     @property
     def nbytes(self):
@@ -116,3 +155,9 @@ class TeacherStore:
             if os.path.exists(file):
                 os.remove(file)
         self.files.clear()
+
+
+def _share(starts, rank, world_size):
+    """Rank ``rank``'s contiguous block of the batch starts (the first ranks get one more)."""
+    per_rank = -(-len(starts) // world_size)
+    return starts[rank * per_rank:(rank + 1) * per_rank]

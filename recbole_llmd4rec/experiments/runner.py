@@ -61,7 +61,14 @@ from recbole_llmd4rec.trainer.run_state import at_arrival_value
 DEFAULT_SEEDS = 3
 # Settings that change no result and came after the first records were kept: left out of a record's
 # identity, so their arrival keeps every finished record.
-NOT_IN_IDENTITY = {"strict_keys"}
+NOT_IN_IDENTITY = {"strict_keys", "process_group_timeout"}
+# --nproc=N trains every run on N processes of this machine (RecBole's multi-process mode), which
+# shapes the batches, so it is part of a record's identity; --port (where they meet) and how long they
+# wait for each other are not, nor --nproc=1, which is one process as without it. The other
+# multi-process keys place ranks on other machines, which a comparison, whose runs start on this
+# one, does not do.
+LAYOUT_NOT_IN_IDENTITY = ("port", "process_group_timeout")
+OTHER_MACHINES_KEYS = ("world_size", "offset", "ip")
 FIRST_SEED = 2020  # RecBole's default seed; seed k of a comparison is FIRST_SEED + k
 # what a run's log shows of its progress: RecBole's line after each validation, our phase starts
 LOGGED_VALIDATION = re.compile(r"epoch (\d+) evaluating \[.*valid_score: ([0-9.]+)\]")
@@ -103,6 +110,8 @@ def identity_overrides(dataset, overrides):
     identity = []
     for arg in overrides:
         key, _, value = arg[2:].partition("=")
+        if key in LAYOUT_NOT_IN_IDENTITY or (key == "nproc" and value.strip() == "1"):
+            continue
         files = sorted(Path(value, dataset).glob(f"{dataset}.*")) if key == "data_path" else []
         if files:
             arg = f"--data_path={' '.join(path.suffix for path in files)} sha256 {files_sha256(files)}"
@@ -409,6 +418,10 @@ def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None,
     if refused:
         raise LLMD4RecError(f"--{refused[0]} cannot go to a comparison: each run sets {', '.join(PER_RUN_KEYS)} "
                             "itself (--seeds sets how many seeds); drop it, or run one model with it alone")
+    elsewhere = [key for key in given if key in OTHER_MACHINES_KEYS]
+    if elsewhere:
+        raise LLMD4RecError(f"--{elsewhere[0]} cannot go to a comparison: its runs start their processes on this "
+                            "machine; give --nproc=N (and --port=P) to train each run on N processes here")
     regime_keys = [key for key in given if key in REGIME_KEYS]
     if regime_keys:
         raise LLMD4RecError(f"--{regime_keys[0]} cannot go to a comparison: --{CRM_LOSS_KEY}=BPR or CE sets the loss "

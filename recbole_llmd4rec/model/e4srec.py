@@ -36,7 +36,10 @@ from recbole_llmd4rec.atomic import dataset_identity
 from recbole_llmd4rec.compat import cache_keyword
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
-from recbole_llmd4rec.llm import LLM_INITS, load_backbone, resolve_attention, resolve_dtype
+from recbole_llmd4rec.distributed import barrier, several, writes_files
+from recbole_llmd4rec.llm import (
+    LLM_INITS, TINY_LLM_NAME, build_tiny_llm, load_backbone, resolve_attention, resolve_dtype,
+)
 from recbole_llmd4rec.losses import TeacherTargets, distillation_objective, distillation_terms, item_teacher_targets
 from recbole_llmd4rec.model.length_groups import forward_in_length_groups
 from recbole_llmd4rec.model.sasrecd import CRM_EMBEDDING_KEY, check_distillation_settings, read_crm_checkpoint
@@ -76,6 +79,11 @@ class E4SRec(SequentialRecommender):
         self.share_prompt = config["share_prompt"]
         self.llm_dtype = resolve_dtype(config["llm_dtype"], config["device"])
 
+        if config["llm_path"] == TINY_LLM_NAME and several(config):
+            # the embedded default is written to its cache folder once, by rank 0; the others then read it
+            if writes_files(config):
+                build_tiny_llm(config["tiny_llm"], config["llm_cache_dir"], config["seed"])
+            barrier(config)
         backbone, tokenizer = load_backbone(
             config["llm_path"], self.llm_dtype, config["llm_cache_dir"], config["tiny_llm"], config["seed"],
             config["llm_gguf_file"], resolve_attention(config["llm_attention"], config["device"]),

@@ -2,30 +2,30 @@
 LLM phase with the CRM as teacher and CRM phase with the LLM as teacher, each phase to early
 stopping; the resume machinery is ``run_state.RunStateMixin``."""
 
-import os
 import time
 from logging import getLogger
 from pathlib import Path
 
 from recbole.data.utils import create_samplers, get_dataloader
-from recbole.trainer import AbstractTrainer, Trainer
 from recbole.utils import calculate_valid_score, dict2str, set_color
 
 from recbole_llmd4rec.atomic import load_checkpoint, write_json_atomically
 from recbole_llmd4rec.config import require_int
+from recbole_llmd4rec.distributed import barrier, global_rank, rank0_sees, several, writes_files
 from recbole_llmd4rec.distillers import ONE_WAY_DISTILLERS, make_distiller
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
 from recbole_llmd4rec.export import export_item_embeddings, export_sasrec_checkpoint
 from recbole_llmd4rec.report import RoundReport
 from recbole_llmd4rec.teacher import TeacherStore, add_instance_ids
 from recbole_llmd4rec.trainer.phase import PhaseTrainer, TrainingLossIsNaN, phase_record, refuse_scaler_with_micro_batches
+from recbole_llmd4rec.trainer.ranks import DDPWrap, RankGatheringTrainer
 from recbole_llmd4rec.trainer.run_state import PHASES_FILE, RunStateMixin, run_fingerprint
 
 DIRECTIONS = ("both", "crm_to_llm", "llm_to_crm")  # who teaches whom (crm_to_llm: the CRM stays as pretrained)
 TEACHER_STORES = ("full", "topk")  # what the KL reads of a teacher: every item, or its top K
 
 
-class MutualDistillTrainer(RunStateMixin, AbstractTrainer):
+class MutualDistillTrainer(RunStateMixin, DDPWrap):
     """Algorithm 1 of LLMD4Rec on an ``LLMD4Rec`` model (``crm``: SASRecD, ``llm``: E4SRec).
 
     Each phase trains its student to early stopping on the validation metric (RecBole's
@@ -46,6 +46,7 @@ class MutualDistillTrainer(RunStateMixin, AbstractTrainer):
     """
 
     needs_test_data = True
+    wraps_model = False  # each phase wraps the student it trains
 
     def __init__(self, config, model):
         super().__init__(config, model)
@@ -66,8 +67,9 @@ class MutualDistillTrainer(RunStateMixin, AbstractTrainer):
         self.llm_phase_record = (0.0, 0)  # (seconds, epochs) of the round's LLM phase, for its table rows
         self.phases = []  # phase_record of every finished phase, in training order
         self.saved_model_file = str(self.run_dir / "sasrec_distilled.pth")
-        self.crm_evaluator = Trainer(self.crm_config, self.crm)
-        self.llm_evaluator = Trainer(self.llm_config, self.llm)
+        # on several processes their DDP wraps also start every rank from rank 0's two models
+        self.crm_evaluator = RankGatheringTrainer(self.crm_config, self.crm)
+        self.llm_evaluator = RankGatheringTrainer(self.llm_config, self.llm)
 
     @staticmethod
     def check_settings(config):
@@ -174,11 +176,16 @@ class MutualDistillTrainer(RunStateMixin, AbstractTrainer):
         # A phase a kill left trained but unrecorded needs no teacher: its store is not built again.
         if teacher is not None and not phase.finished_training:
             topk = self.config["teacher_topk"] if self.config["teacher_store"] == "topk" else None
+            # several processes: each rank computes a share of the store and receives the others' (files
+            # beyond teacher_memory_gib are each rank's own)
+            ranks = (global_rank(self.config), self.config["world_size"]) if several(self.config) else (0, 1)
+            store_path = self.run_dir / (f"{name}_teacher.rank{ranks[0]}" if several(self.config) else f"{name}_teacher")
             phase.teacher = TeacherStore.build(
-                teacher, self.train_dataset, self.run_dir / f"{name}_teacher",
+                teacher, self.train_dataset, store_path,
                 self.config["teacher_batch_size"], self.device,
                 make_distiller(distiller, student, student_config, topk),
                 memory_limit=int(self.config["teacher_memory_gib"] * 2**30), show_progress=self.show_progress,
+                ranks=ranks,
             )
             self.teacher_passes[name] = phase.teacher.forward_passes
         self.logger.info(set_color(f"LLMD4Rec phase {name}", "green") +
@@ -188,7 +195,8 @@ class MutualDistillTrainer(RunStateMixin, AbstractTrainer):
         finally:
             if phase.teacher is not None:
                 phase.teacher.close()
-        if os.path.isfile(phase.saved_model_file):  # back to the phase's chosen epoch
+        barrier(self.config)  # rank 0 has written the chosen epoch's file
+        if rank0_sees(Path(phase.saved_model_file), self.config):  # back to the phase's chosen epoch
             student.load_state_dict(load_checkpoint(phase.saved_model_file)["state_dict"])
         self.phases.append(phase_record(name, phase, self.config["phase_start_is_candidate"]))
         return phase.earlier_seconds + time.time() - started, len(phase.train_loss_dict)
@@ -237,6 +245,8 @@ class MutualDistillTrainer(RunStateMixin, AbstractTrainer):
 
     # ---- what the run leaves behind ------------------------------------------------------
     def _export(self):
+        if not writes_files(self.config):
+            return
         self.report.write(self.run_dir)
         self.report.plot(str(self.run_dir / "rounds.png"))
         write_json_atomically(self.run_dir / PHASES_FILE, self.phases)

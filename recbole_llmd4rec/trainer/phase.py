@@ -6,19 +6,22 @@ from logging import getLogger
 import torch
 
 from recbole_llmd4rec.config import require_int
+from recbole_llmd4rec.distributed import several
 from recbole_llmd4rec.errors import ConfigError
 from recbole_llmd4rec.teacher import INSTANCE_ID
 from recbole_llmd4rec.trainer.resumable import ResumableTrainer
 
 
-def accumulate_over_micro_batches(loss_func, micro_batch_size):
+def accumulate_over_micro_batches(loss_func, micro_batch_size, then=None):
     """Wrap ``loss_func`` so one RecBole batch is computed in micro batches.
 
     Each micro batch's loss, scaled by its share of the batch, is back-propagated at once,
     so only one micro batch's activations are alive; the summed gradients equal those of the
     whole batch's mean loss. RecBole's ``_train_epoch`` then calls ``backward`` on the
     returned value, a detached leaf carrying the batch loss for logging and the NaN check,
-    which adds no gradient, and takes its optimizer step as usual.
+    which adds no gradient, and takes its optimizer step as usual. ``then`` runs after the micro
+    batches' backward passes (several processes: it arms DDP's gradient reduction, so RecBole's last
+    backward reduces the summed gradients once).
     """
 
     def loss_in_micro_batches(interaction):
@@ -29,6 +32,8 @@ def accumulate_over_micro_batches(loss_func, micro_batch_size):
             loss = loss_func(micro_batch) * (len(micro_batch) / batch_size)
             loss.backward()
             total += loss.detach()
+        if then is not None:
+            then()
         return total.clone().requires_grad_(True)
 
     return loss_in_micro_batches
@@ -77,10 +82,17 @@ class PhaseTrainer(ResumableTrainer):
         teacher_targets = self.teacher.lookup(interaction[INSTANCE_ID], self.device)
         return self.model.calculate_loss(interaction, teacher=teacher_targets)
 
+    def set_reduce_hook(self):
+        # Several processes, micro batches: armed before the first micro batch, DDP would reduce that
+        # micro batch's gradients alone; it is armed after the last one instead (_train_epoch).
+        if not self.micro_batch_size:
+            super().set_reduce_hook()
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         loss_func = loss_func or self._student_loss
         if self.micro_batch_size:
-            loss_func = accumulate_over_micro_batches(loss_func, self.micro_batch_size)
+            arm_reduction = super().set_reduce_hook if several(self.config) else None
+            loss_func = accumulate_over_micro_batches(loss_func, self.micro_batch_size, then=arm_reduction)
         return super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
 
 

@@ -8,18 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from recbole.trainer import Trainer
 from recbole.utils import set_color
 
 from recbole_llmd4rec.atomic import atomic_torch_save, load_checkpoint, replacing
+from recbole_llmd4rec.distributed import from_every_rank, global_rank, rank0_sees, several, writes_files
 from recbole_llmd4rec.errors import LLMD4RecError, first_reason
+from recbole_llmd4rec.trainer.ranks import RankGatheringTrainer
 from recbole_llmd4rec.trainer.run_state import run_fingerprint
 
 
 RESUME_KEYS = ("fingerprint", "epoch", "model", "optimizer", "rng")  # what a resume file holds
 
 
-class ResumableTrainer(Trainer):
+class ResumableTrainer(RankGatheringTrainer):
     """RecBole's Trainer, whose ``fit`` survives being killed: checkpoints are written
     atomically, and after every validated epoch the whole training state (weights, optimizer,
     early-stopping counters, loss history, every random generator including the train loader's
@@ -54,7 +55,7 @@ class ResumableTrainer(Trainer):
 
     @property
     def _writes_files(self):
-        return self.config["single_spec"] or self.config["local_rank"] == 0  # RecBole's rule
+        return writes_files(self.config)
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self._writes_files:
@@ -71,7 +72,7 @@ class ResumableTrainer(Trainer):
     def resume(self, train_data):
         """Continue an interrupted ``fit`` from ``resume_file`` if it holds these settings'
         state; returns whether it did. ``fit`` calls it; call it first to know beforehand."""
-        if self.resumed or not self.resume_file.is_file():
+        if self.resumed or not rank0_sees(self.resume_file, self.config):
             return self.resumed
         start_over = f"delete {self.resume_file} to start this training over"
         try:
@@ -98,7 +99,8 @@ class ResumableTrainer(Trainer):
         # The best epoch's file, by name: RecBole's names carry the time the first run began.
         self.saved_model_file = os.path.join(os.path.dirname(self.saved_model_file), state["saved_model_name"])
         self.earlier_seconds = state["seconds"]
-        set_random_states(state["rng"], train_data)
+        # several processes keep every rank's generators, in rank order (the settings fix the world size)
+        set_random_states(state["rng"][global_rank(self.config)] if several(self.config) else state["rng"], train_data)
         self.resumed = True
         self.logger.info(f"resuming training from {self.resume_file} at epoch {self.start_epoch}")
         return True
@@ -109,6 +111,9 @@ class ResumableTrainer(Trainer):
         return self.resumed and self.start_epoch >= self.epochs
 
     def _save_training_state(self, epoch_idx, train_data):
+        rng = random_states(train_data)
+        if several(self.config):  # each rank continues with its own generators (dropout, negatives)
+            rng = from_every_rank(rng, self.config)
         if not self._writes_files:
             return
         atomic_torch_save({
@@ -118,7 +123,7 @@ class ResumableTrainer(Trainer):
             "valid_curve": self.valid_curve, "best_epoch": self.best_epoch, "start_valid_score": self.start_valid_score,
             "seconds": self.earlier_seconds + time.time() - self._fit_started,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "rng": random_states(train_data),
+            "rng": rng,
         }, self.resume_file)
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
@@ -143,7 +148,7 @@ class ResumableTrainer(Trainer):
         return result
 
     def _training_done(self):
-        if not self.keeps_training_state:
+        if not self.keeps_training_state and self._writes_files:
             self.resume_file.unlink(missing_ok=True)
 
 

@@ -10,6 +10,7 @@ import os
 from recbole.utils import init_seed
 
 from recbole_llmd4rec.atomic import atomic_torch_save, files_sha256, load_checkpoint
+from recbole_llmd4rec.distributed import barrier, global_rank, rank0_sees, writes_files
 from recbole_llmd4rec.errors import LLMD4RecError
 from recbole_llmd4rec.report import RoundReport
 
@@ -26,7 +27,10 @@ FIRST_ROUND_READING = {"embedding_update": 2, "mutual_rounds": math.inf, "start_
 RUN_IRRELEVANT_KEYS = {"show_progress", "state", "verbose", "gpu_id", "device", "worker", "log_wandb",
                        "wandb_project", "checkpoint_dir", "config_files", "local_rank", "single_spec",
                        "teacher_memory_gib",  # where the teacher store lives, not what it holds
-                       "strict_keys"}  # whether an unknown key warns or stops the run
+                       "strict_keys",  # whether an unknown key warns or stops the run
+                       # how the ranks of a multi-process run are laid out and meet (world_size, which
+                       # shapes the batches, stays), and how long they wait for each other
+                       "nproc", "offset", "ip", "port", "process_group_timeout"}
 
 # Settings that came after runs and records were kept, at the value that does what every run did
 # before they existed: a setting at that value is left out of a run's (and a record's) identity,
@@ -81,9 +85,15 @@ class RunStateMixin:
         if name in self.finished_steps:
             self.logger.info(f"LLMD4Rec step {name}: finished in an earlier run, skipped")
             return
-        init_seed(self.config["seed"] + len(self.finished_steps), self.config["reproducibility"])
+        # each rank of several processes draws its own dropout and negatives (one process: rank 0)
+        init_seed(self.config["seed"] + len(self.finished_steps) + global_rank(self.config), self.config["reproducibility"])
         step()
         self.finished_steps.append(name)
+        if writes_files(self.config):
+            self._record_step(name, ends_round)
+        barrier(self.config)  # no rank goes on before the step is recorded: a kill from here resumes after it
+
+    def _record_step(self, name, ends_round):
         state = {
             "finished_steps": list(self.finished_steps),
             "rows": self.report.rows,
@@ -108,7 +118,7 @@ class RunStateMixin:
 
     def _resume(self):
         """Continue this run after its last finished step, or start from ``start_state``."""
-        if self.state_file.is_file():
+        if rank0_sees(self.state_file, self.config):
             state = load_checkpoint(self.state_file, RUN_STATE_KEYS, "an LLMD4Rec run state (delete it to start over)")
             origin = f"resuming {self.run_dir}"
         elif self.config["start_state"]:

@@ -8,6 +8,7 @@ from recbole.trainer import S3RecTrainer as RecBoleS3RecTrainer
 from recbole.utils import set_color
 
 from recbole_llmd4rec.atomic import replacing
+from recbole_llmd4rec.distributed import barrier, writes_files
 from recbole_llmd4rec.trainer.resumable import ResumableTrainer
 
 
@@ -40,7 +41,8 @@ class S3RecTrainer(RecBoleS3RecTrainer, ResumableTrainer):
         result = self.pretrain(train_data, verbose, show_progress)
         pretrain_state = self.resume_file
         if not self.config["finetune_after_pretrain"]:
-            pretrain_state.unlink(missing_ok=True)
+            if writes_files(self.config):
+                pretrain_state.unlink(missing_ok=True)
             return result
 
         pretrained_file = os.path.join(
@@ -50,6 +52,7 @@ class S3RecTrainer(RecBoleS3RecTrainer, ResumableTrainer):
         if verbose:
             self.logger.info(set_color("Pre-trained model saved", "blue") + f": {pretrained_file}; fine-tuning")
         earlier_seconds = self.earlier_seconds  # pre-training time spent by killed runs before this one
+        barrier(self.config)  # every rank builds the fine-tuning model from the file rank 0 wrote
 
         finetune_config = copy.deepcopy(self.config)
         finetune_config["train_stage"] = "finetune"
@@ -60,7 +63,8 @@ class S3RecTrainer(RecBoleS3RecTrainer, ResumableTrainer):
         self.__init__(finetune_config, finetune_model)
         self.earlier_seconds, self.clock_started = earlier_seconds, started
         result = super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
-        pretrain_state.unlink(missing_ok=True)
+        if writes_files(self.config):
+            pretrain_state.unlink(missing_ok=True)
         return result
 
     def pretrain(self, train_data, verbose=True, show_progress=False):
@@ -77,6 +81,7 @@ class S3RecTrainer(RecBoleS3RecTrainer, ResumableTrainer):
         return loss
 
     def save_pretrained_model(self, epoch, saved_model_file):
-        with replacing(saved_model_file) as temporary:
-            super().save_pretrained_model(epoch, temporary)
+        if writes_files(self.config):
+            with replacing(saved_model_file) as temporary:
+                super().save_pretrained_model(epoch, temporary)
         self.saved_model_file = saved_model_file
