@@ -4,11 +4,13 @@ compared with: small pure functions on tensors.
 Notation follows the paper (Sec. 4): ``y_c`` CRM logits, ``y_l`` LLM logits, temperatures
 T1 (CRM teaches LLM) and T2 (LLM teaches CRM), coefficients gamma and beta, sample-wise
 adaptive weights w1 and w2 (Eq. 4 and Eq. 8). The baselines (paper Sec. 5.1.2): DLLM2Rec's
-importance-aware ranking distillation (Cui et al., RecSys 2024) and LEADER's feature
-distillation (Liu et al., 2024). Nothing here knows about models or config; teacher inputs
-are detached so no gradient ever reaches a teacher.
+importance-aware ranking distillation (Cui et al., RecSys 2024), LEADER's feature
+distillation (Liu et al., 2024) and LLM-SRec's distillation of the CRM's user representation
+(Kim et al., KDD 2025). Nothing here knows about models or config; teacher inputs are detached
+so no gradient ever reaches a teacher.
 """
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -145,7 +147,8 @@ class RankingTargets(NamedTuple):
 
 
 class FeatureTargets(NamedTuple):
-    """What LEADER's feature distillation needs from the teacher for one batch."""
+    """What LEADER's feature distillation and LLM-SRec's user-representation distillation need
+    from the teacher for one batch."""
 
     user_state: torch.Tensor  # (B, D) the teacher's user state
 
@@ -188,3 +191,49 @@ def feature_distillation_loss(projected_student_state, teacher_state):
     """Per-sample mean squared error between the student's user state projected to the
     teacher's width and the teacher's (detached) user state, (B,)."""
     return (projected_student_state - teacher_state.detach().float()).pow(2).mean(dim=1)
+
+
+# ---- LLM-SRec: distillation of the CRM's user representation (Kim et al., KDD 2025) ----------
+UNIFORMITY_TEMPERATURE = 2.0  # t of the uniformity loss (Wang & Isola, 2020), as LLM-SRec takes it
+
+
+def user_alignment_loss(student_projected, teacher_projected):
+    """LLM-SRec's L_Distill per sample, (B,): the squared distance between the two projected user
+    representations on the unit sphere, ``||z_s - z_t||^2 = 2 - 2 cos(z_s, z_t)``.
+
+    On unit vectors (not the raw projections) because both projections train: on raw vectors
+    both could shrink their outputs to zero, a trivial minimum the scale-free uniformity term
+    cannot prevent. Summed over the dimensions (the MSE times the width), so the term's scale,
+    in [0, 4], does not fall with the projection's width. No detach: the teacher's projection is
+    a trained part of the student; its input, the CRM's user state, comes without gradient.
+    """
+    student = F.normalize(student_projected.float(), dim=1)
+    teacher = F.normalize(teacher_projected.float(), dim=1)
+    return (student - teacher).pow(2).sum(dim=1)
+
+
+def uniformity_loss(projected, temperature=UNIFORMITY_TEMPERATURE):
+    """LLM-SRec's L_Uniform of one batch of representations (a scalar): the uniformity loss of
+    Wang & Isola (2020), ``log mean_{i<j} exp(-t ||z_i - z_j||^2)`` over the pairs of the rows
+    put on the unit sphere. Lowest when the rows spread over the sphere, 0 when they all
+    coincide (collapse). A batch of one row has no pair: 0.
+
+    The squared distances are ``2 - 2 z_i . z_j`` (no square root, whose gradient is undefined
+    for two equal rows), and the mean of the exponentials is taken in log space.
+    """
+    rows = projected.size(0)
+    if rows < 2:
+        return projected.sum() * 0.0
+    unit = F.normalize(projected.float(), dim=1)
+    first, second = torch.triu_indices(rows, rows, offset=1, device=unit.device)
+    squared = (2 - 2 * (unit @ unit.T)[first, second]).clamp(min=0)
+    return torch.logsumexp(-temperature * squared, dim=0) - math.log(len(first))
+
+
+def user_distillation_objective(rec_loss, student_projected, teacher_projected, weight, uniformity_weight):
+    """LLM-SRec's total loss of the LLM recommender:
+    ``rec_loss + weight * (mean_b L_Distill_b + uniformity_weight * (L_Uniform(student) + L_Uniform(teacher)))``
+    on the two projected user representations (B, k)."""
+    alignment = user_alignment_loss(student_projected, teacher_projected).mean()
+    uniformity = uniformity_loss(student_projected) + uniformity_loss(teacher_projected)
+    return rec_loss + weight * (alignment + uniformity_weight * uniformity)

@@ -8,6 +8,7 @@ import torch
 from recbole_llmd4rec.losses import (
     adaptive_weight, distill_kl, distillation_objective, feature_distillation_loss, kl_to_distribution,
     ranking_distillation_loss, ranking_distillation_weights, target_rank, teacher_distribution, teacher_targets,
+    uniformity_loss, user_alignment_loss, user_distillation_objective,
 )
 
 
@@ -152,3 +153,46 @@ def test_feature_distillation_loss_is_the_per_sample_mean_squared_error():
     assert loss.tolist() == pytest.approx([(1 + 4) / 2, (1 + 1) / 2])
     loss.sum().backward()
     assert student.grad.tolist() == [[1.0, -2.0], [-1.0, -1.0]]  # d/ds mean((s - t)^2) = (s - t)
+
+
+def test_user_alignment_loss_is_the_squared_distance_of_the_unit_vectors():
+    student = torch.tensor([[3.0, 4.0], [0.0, 2.0]], requires_grad=True)
+    teacher = torch.tensor([[1.0, 0.0], [0.0, 5.0]], requires_grad=True)
+    loss = user_alignment_loss(student, teacher)
+    # (0.6, 0.8) vs (1, 0): 0.4^2 + 0.8^2 = 0.8 = 2 - 2 cos; the second pair points the same way at other scales
+    assert loss.tolist() == pytest.approx([0.8, 0.0], abs=1e-6)
+    loss.sum().backward()
+    assert teacher.grad.abs().sum() > 0  # the teacher's projection trains: no detach on it
+
+
+def test_uniformity_loss_on_hand_computed_values():
+    # unit vectors (1, 0), (0, 1), (-1, 0): squared distances 2, 4, 2 over the three pairs i < j
+    expected = math.log((2 * math.exp(-2 * 2) + math.exp(-2 * 4)) / 3)
+    assert uniformity_loss(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])).item() == pytest.approx(expected, rel=1e-6)
+    # on the unit sphere: the rows' lengths do not count
+    assert uniformity_loss(torch.tensor([[2.0, 0.0], [0.0, 3.0], [-3.0, 0.0]])).item() == pytest.approx(expected, rel=1e-6)
+    # the temperature is a parameter (t = 2 by default)
+    assert uniformity_loss(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]), temperature=0.5).item() == pytest.approx(-2.0)
+
+
+def test_uniformity_loss_is_highest_for_collapsed_rows_and_keeps_a_finite_gradient():
+    collapsed = torch.tensor([[1.0, 2.0], [2.0, 4.0], [0.5, 1.0]], requires_grad=True)
+    loss = uniformity_loss(collapsed)
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)  # log mean exp(0)
+    loss.backward()
+    assert torch.isfinite(collapsed.grad).all()
+    spread = uniformity_loss(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]))
+    assert spread < loss  # minimised by spreading the rows
+    single = torch.tensor([[1.0, 2.0]], requires_grad=True)
+    assert uniformity_loss(single).item() == 0.0  # one row has no pair
+    uniformity_loss(single).backward()
+    assert single.grad.tolist() == [[0.0, 0.0]]
+
+
+def test_user_distillation_objective_weights_alignment_and_both_uniformities():
+    student = torch.tensor([[3.0, 4.0], [0.0, 2.0]])
+    teacher = torch.tensor([[1.0, 0.0], [0.0, 5.0]])
+    # alignment: mean(0.8, 0) = 0.4; uniformity of the student's rows: d^2 = 2 - 2 * 0.8 = 0.4 -> -2 * 0.4;
+    # of the teacher's: d^2 = 2 -> -2 * 2
+    loss = user_distillation_objective(torch.tensor(1.0), student, teacher, weight=0.5, uniformity_weight=0.25)
+    assert loss.item() == pytest.approx(1.0 + 0.5 * (0.4 + 0.25 * (-0.8 - 4.0)), rel=1e-6)
