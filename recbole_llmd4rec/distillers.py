@@ -13,6 +13,8 @@ takes. The student model computes the loss (``losses.py``); the trainer picks th
   (DLLM2Rec's importance-aware ranking distillation).
 - ``leader`` (:class:`FeatureDistiller`, LLM -> CRM): the teacher's user state (LEADER's
   feature distillation).
+- ``llmsrec`` (:class:`FeatureDistiller`, CRM -> LLM): the CRM's user state (LLM-SRec's
+  distillation of the user representation into E4SRec).
 """
 
 import torch
@@ -26,8 +28,9 @@ from recbole_llmd4rec.losses import (
 # The teacher store's number type: half the memory of float32 at a relative error of 5e-4;
 # probabilities below 6e-8 round to 0.
 STORE_DTYPE = torch.float16
-DISTILLERS = ("llmd4rec", "dllm2rec", "leader")
+DISTILLERS = ("llmd4rec", "dllm2rec", "leader", "llmsrec")
 ONE_WAY_DISTILLERS = ("dllm2rec", "leader")  # LLM -> CRM only
+CRM_TO_LLM_DISTILLERS = ("llmsrec",)  # CRM -> LLM only
 
 
 class KLDistiller:
@@ -77,7 +80,7 @@ class RankingDistiller:
 
 
 class FeatureDistiller:
-    """LEADER: the teacher's user state (its last hidden state), stored as STORE_DTYPE."""
+    """LEADER and LLM-SRec: the teacher's user state (its last hidden state), stored as STORE_DTYPE."""
 
     def teacher_outputs(self, teacher, batch):
         return {"user_state": teacher.forward(batch[teacher.ITEM_SEQ], batch[teacher.ITEM_SEQ_LEN]).to(STORE_DTYPE)}
@@ -93,6 +96,6 @@ def make_distiller(name, student, student_config, topk=None):
         return KLDistiller(student_config["distill_temperature"], student.n_items - (PADDING_ITEM + 1), topk)
     if name == "dllm2rec":
         return RankingDistiller(student_config["dllm2rec_topk"])
-    if name == "leader":
+    if name in ("leader", "llmsrec"):
         return FeatureDistiller()
     raise ConfigError(f"distiller must be one of {', '.join(DISTILLERS)}; got {name!r}")

@@ -88,6 +88,33 @@ def test_teacher_term_is_added(e4srec_setup):
         assert model.calculate_loss(batch, teacher_logits=teacher) > model.calculate_loss(batch)
 
 
+def test_llmsrec_term_projects_each_user_state_with_its_own_projection(e4srec_setup, tmp_path):
+    """LLM-SRec: g_l takes E4SRec's user state, g_c the CRM's, with the configured weights; both
+    projections train; the deployable artefacts leave both out."""
+    from recbole_llmd4rec.losses import FeatureTargets, user_distillation_objective
+
+    config, dataset, batch = e4srec_setup(llmsrec_weight=0.5, llmsrec_uniformity_weight=0.25)
+    model = E4SRec(config, dataset).eval()
+    crm_width = 8  # the CRM's width differs from the LLM's (64): a swapped projection cannot run
+    model.add_distiller_parts("llmsrec", crm_width)
+    crm_state = torch.randn(len(batch), crm_width)
+    loss = model.calculate_loss(batch, teacher=FeatureTargets(crm_state))
+    with torch.no_grad():
+        user_state = model.forward(batch["item_id_list"], batch["item_length"])
+        expected = user_distillation_objective(
+            torch.nn.functional.cross_entropy(model.output_projection(user_state), batch["item_id"]),
+            model.user_projection(user_state), model.crm_user_projection(crm_state), 0.5, 0.25)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()
+    for projection in (model.user_projection, model.crm_user_projection):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in projection.parameters())
+    assert model.user_projection[-1].out_features == model.crm_user_projection[-1].out_features == 128
+    saved = model.save_artifacts(tmp_path / "llm")
+    from safetensors.torch import load_file
+
+    assert not any("user_projection" in key for key in load_file(saved / "projections.safetensors"))
+
+
 def test_artifacts_round_trip_gives_identical_scores(e4srec_setup, tmp_path):
     config, dataset, batch = e4srec_setup()
     model = E4SRec(config, dataset)

@@ -11,6 +11,7 @@ import torch
 from conftest import REPO
 from recbole_llmd4rec import run_llmd4rec
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
+from recbole_llmd4rec.model.e4srec import E4SRec
 from recbole_llmd4rec.model.sasrecd import SASRecD
 from recbole_llmd4rec.trainer import MutualDistillTrainer
 
@@ -209,7 +210,12 @@ def test_sample_weight_off_reaches_both_models(run, monkeypatch):
      ({"teacher_batch_size": 0}, ConfigError, "teacher_batch_size must be an int >= 1"),
      ({"epochs": -1}, ConfigError, "epochs must be an int >= 1"),
      ({"llm": {"epochs": 0}}, ConfigError, "epochs must be an int >= 1"),
-     ({"enable_scaler": True}, ConfigError, "enable_scaler does not work with E4SRec's micro batches")],
+     ({"enable_scaler": True}, ConfigError, "enable_scaler does not work with E4SRec's micro batches"),
+     ({"distiller": "llmsrec"}, ConfigError, "distiller llmsrec distils the CRM into the LLM only: set directions: crm_to_llm"),
+     ({"distiller": "llmsrec", "directions": "crm_to_llm", "llmsrec_weight": -1}, ConfigError,
+      "llmsrec_weight must be a number >= 0, got -1"),
+     ({"distiller": "llmsrec", "directions": "crm_to_llm", "llm": {"llmsrec_projection_size": 0}}, ConfigError,
+      "llmsrec_projection_size must be an int >= 1, got 0")],
 )
 def test_nonsense_settings_are_refused_before_training(run, workdir, overrides, error, message):
     with pytest.raises(error, match=message):
@@ -321,6 +327,64 @@ def test_baseline_distillers_train_the_crm_from_the_llm(run, monkeypatch, distil
 def test_a_one_way_baseline_distiller_refuses_both_directions(run):
     with pytest.raises(ConfigError, match="distiller dllm2rec distils the LLM into the CRM only"):
         run(distiller="dllm2rec")
+
+
+LLMSREC = {"distiller": "llmsrec", "directions": "crm_to_llm", "mutual_rounds": 1}
+
+
+def test_llmsrec_distils_each_instances_own_crm_user_state_and_leaves_the_crm_as_it_was(run, monkeypatch):
+    """LLM-SRec's LLM phase reads, for every instance of its shuffled batches, the frozen CRM's
+    user state of that very instance from the teacher store; the CRM does not change while its
+    projection g_c (a part of E4SRec) trains."""
+    seen = []  # (instance ids, history, length, the teacher rows looked up for them)
+    original_loss = E4SRec.calculate_loss
+
+    def spy(self, interaction, teacher_logits=None, teacher=None):
+        if teacher is not None:
+            seen.append((interaction["instance_id"], interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], teacher))
+        return original_loss(self, interaction, teacher_logits, teacher)
+
+    around_phase = {}
+    original_phase = MutualDistillTrainer._train_phase
+
+    def phase(self, name, student, *args, **kwargs):
+        def snapshot():
+            return ({key: value.clone() for key, value in self.crm.state_dict().items()},
+                    [p.detach().clone() for p in self.llm.crm_user_projection.parameters()])
+        around_phase[name] = [snapshot()]
+        result = original_phase(self, name, student, *args, **kwargs)
+        around_phase[name].append(snapshot())
+        return result
+
+    monkeypatch.setattr(E4SRec, "calculate_loss", spy)
+    monkeypatch.setattr(MutualDistillTrainer, "_train_phase", phase)
+    _, trainer = run(**LLMSREC)
+    assert {type(teacher).__name__ for *_, teacher in seen} == {"FeatureTargets"}
+    ids = torch.cat([instance_ids for instance_ids, *_ in seen])
+    assert not torch.equal(ids, ids.sort().values)  # the batches were shuffled
+    crm = trainer.crm.eval()
+    with torch.no_grad():
+        for _, item_seq, item_seq_len, teacher in seen:
+            torch.testing.assert_close(teacher.user_state, crm.forward(item_seq, item_seq_len), rtol=2e-3, atol=2e-3)
+    (crm_before, projection_before), (crm_after, projection_after) = around_phase["round1_llm"]
+    assert crm_before.keys() == crm_after.keys()
+    assert all(torch.equal(crm_before[key], crm_after[key]) for key in crm_before)
+    assert not all(torch.equal(a, b) for a, b in zip(projection_before, projection_after))  # g_c trained
+    assert trainer.report.result(1, "CRM", "test") == trainer.report.result(0, "CRM", "test")
+    assert set(trainer.teacher_passes) == {"round1_llm"}
+
+
+def test_llmsrec_at_weight_0_is_e4srec_alone_without_a_teacher_store(run, monkeypatch):
+    teachers = []
+    original_loss = E4SRec.calculate_loss
+
+    def spy(self, interaction, teacher_logits=None, teacher=None):
+        teachers.append(teacher)
+        return original_loss(self, interaction, teacher_logits, teacher)
+
+    monkeypatch.setattr(E4SRec, "calculate_loss", spy)
+    _, trainer = run(**LLMSREC, llmsrec_weight=0.0)
+    assert teachers and set(teachers) == {None} and trainer.teacher_passes == {}
 
 
 def test_an_llm_checkpoint_that_is_not_an_e4srec_is_refused(run, tiny):

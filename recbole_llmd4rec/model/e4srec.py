@@ -13,6 +13,23 @@ CRM's logits as teacher (Eq. 3-5):
 
     L_LLM = L_rec + gamma * mean_b( w1_b * KL(softmax(y_c / T1) || softmax(y_l / T1))_b )
 
+LLM-SRec (Kim et al., KDD 2025, "Lost in Sequence: Do Large Language Models Understand
+Sequential Recommendation?"), the paper's other LLM-centric baseline (Sec. 5.1.2), distils the
+user representation of a pretrained, frozen CRM instead of its logits. Its objective, on this
+model's ``L_rec`` (LLM-SRec's own recommendation loss, L_Retrieval, is a different model's):
+
+    L_LLM = L_rec + w * ( mean_b L_Distill(g_l(h)_b, g_c(o)_b) + u * (L_Uniform(g_l(h)) + L_Uniform(g_c(o))) )
+
+with ``h`` this model's user state, ``o`` the CRM's (SASRec's sequence output, from the teacher
+store), ``g_l`` (D -> k) and ``g_c`` (d -> k) LLM-SRec's two user projections, each two linear
+layers with a GELU between, k = ``llmsrec_projection_size``; L_Distill is the paper's MSE taken
+between the projections put on the unit sphere (``losses.user_alignment_loss`` says why) and
+L_Uniform the uniformity loss of Wang & Isola (t = 2) over the pairs of a micro batch, which
+keeps the projected users from collapsing onto one point. w = ``llmsrec_weight`` and
+u = ``llmsrec_uniformity_weight`` default to 1, the paper's unweighted sum
+L_Retrieval + L_Distill + L_Uniform. Both projections train with this model (the CRM itself is
+the frozen teacher); they only shape training: checkpoints keep them, ``save_artifacts`` does not.
+
 Only the last position feeds ``W_out``: no LM-head logits over the vocabulary are computed.
 Sequences are left-padded so that position -1 always holds the response header's last token.
 The RecBole checkpoint of this model holds the trainable parts and ``E``, not the frozen
@@ -40,7 +57,10 @@ from recbole_llmd4rec.distributed import barrier, several, writes_files
 from recbole_llmd4rec.llm import (
     LLM_INITS, TINY_LLM_NAME, build_tiny_llm, load_backbone, resolve_attention, resolve_dtype,
 )
-from recbole_llmd4rec.losses import TeacherTargets, distillation_objective, distillation_terms, item_teacher_targets
+from recbole_llmd4rec.losses import (
+    FeatureTargets, TeacherTargets, distillation_objective, distillation_terms, item_teacher_targets,
+    user_distillation_objective,
+)
 from recbole_llmd4rec.model.length_groups import forward_in_length_groups
 from recbole_llmd4rec.model.sasrecd import CRM_EMBEDDING_KEY, check_distillation_settings, read_crm_checkpoint
 
@@ -65,6 +85,11 @@ class E4SRec(SequentialRecommender):
             require_int(config, "llm_num_layers", 1, " or empty for all of the backbone's layers")
         if config["llm_init"] not in LLM_INITS:
             raise ConfigError(f"llm_init must be one of {', '.join(LLM_INITS)}; got {config['llm_init']!r}")
+        require_int(config, "llmsrec_projection_size", 1)
+        for key in ("llmsrec_weight", "llmsrec_uniformity_weight"):
+            value = config[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"{key} must be a number >= 0, got {value!r}")
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -77,6 +102,10 @@ class E4SRec(SequentialRecommender):
         self.sample_weight = config["sample_weight"]
         self.length_groups = require_int(config, "length_groups", 0, " (0: no grouping)")
         self.share_prompt = config["share_prompt"]
+        self.llmsrec_weight = config["llmsrec_weight"]
+        self.llmsrec_uniformity_weight = config["llmsrec_uniformity_weight"]
+        self.llmsrec_projection_size = config["llmsrec_projection_size"]
+        self.user_projection = self.crm_user_projection = None  # LLM-SRec's g_l and g_c (add_distiller_parts)
         self.llm_dtype = resolve_dtype(config["llm_dtype"], config["device"])
 
         if config["llm_path"] == TINY_LLM_NAME and several(config):
@@ -122,6 +151,13 @@ class E4SRec(SequentialRecommender):
         self.has_crm_embeddings = bool(config["crm_checkpoint"])
         if self.has_crm_embeddings:
             self.set_item_embeddings(crm_item_embeddings(config["crm_checkpoint"], dataset, self.embedding_size))
+
+    def add_distiller_parts(self, distiller, teacher_width):
+        """LLM-SRec: its projections of this model's user state (g_l, D -> k) and of the CRM's
+        (g_c, ``teacher_width`` -> k) into one space; any other distiller adds nothing."""
+        if distiller == "llmsrec":
+            self.user_projection = user_projection(self.width, self.llmsrec_projection_size)
+            self.crm_user_projection = user_projection(teacher_width, self.llmsrec_projection_size)
 
     # Item embeddings (Sec. 4.1; the trainer replaces them each round: "embedding update").
     def set_item_embeddings(self, weight):
@@ -210,16 +246,26 @@ class E4SRec(SequentialRecommender):
 
     def calculate_loss(self, interaction, teacher_logits=None, teacher=None):
         """Eq. 2 (CE over all items); with a CRM teacher Eq. 5. The teacher comes as
-        ``teacher_logits`` (B, n_items) or, from a teacher store, as :class:`TeacherTargets`."""
-        logits = self.item_logits(interaction)
+        ``teacher_logits`` (B, n_items) or, from a teacher store, as :class:`TeacherTargets`
+        (Eq. 5) or :class:`FeatureTargets` (the CRM's user states: LLM-SRec)."""
+        user_state = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        logits = self.output_projection(user_state)
         target = interaction[self.POS_ITEM_ID]
         rec_loss = self.loss_fct(logits, target)
         if teacher_logits is None and teacher is None:
             return rec_loss
+        if isinstance(teacher, FeatureTargets):
+            if self.user_projection is None:
+                raise LLMD4RecError("LLM-SRec's teacher needs add_distiller_parts('llmsrec', width) first")
+            return user_distillation_objective(
+                rec_loss, self.user_projection(user_state), self.crm_user_projection(teacher.user_state),
+                self.llmsrec_weight, self.llmsrec_uniformity_weight,
+            )
         if teacher is None:
             teacher = item_teacher_targets(teacher_logits, target, self.distill_temperature)
         if not isinstance(teacher, TeacherTargets):
-            raise LLMD4RecError(f"E4SRec learns from a CRM through LLMD4Rec's KL, not {type(teacher).__name__}")
+            raise LLMD4RecError(f"E4SRec learns from a CRM through LLMD4Rec's KL or LLM-SRec's user states, "
+                                f"not {type(teacher).__name__}")
         kl, weight = distillation_terms(logits, teacher, target, self.distill_temperature, self.sample_weight)
         return distillation_objective(rec_loss, kl, weight, self.distill_gamma)
 
@@ -301,6 +347,11 @@ class E4SRec(SequentialRecommender):
         if getattr(result, "unexpected_keys", None):
             raise LLMD4RecError(f"the LoRA adapter in {directory} does not fit this backbone")
         super().load_state_dict(load_file(directory / PROJECTIONS_FILE, device="cpu"), strict=False)
+
+
+def user_projection(width, size):
+    """One of LLM-SRec's user projections: ``width`` -> ``size`` -> ``size``, a GELU between."""
+    return nn.Sequential(nn.Linear(width, size), nn.GELU(), nn.Linear(size, size))
 
 
 def crm_item_embeddings(checkpoint_path, dataset, embedding_size):

@@ -50,6 +50,7 @@ class LLMD4Rec(SequentialRecommender):
         if config["llm_checkpoint"]:
             self.load_llm_checkpoint(config["llm_checkpoint"], dataset)
         self.crm.add_distiller_parts(config["distiller"], self.llm.width)
+        self.llm.add_distiller_parts(config["distiller"], self.crm.hidden_size)
 
     def load_crm_checkpoint(self, path, dataset):
         """Start from a trained SASRec/SASRecD checkpoint of this data set (skips pretraining)."""

@@ -12,7 +12,7 @@ from recbole.utils import calculate_valid_score, dict2str, set_color
 from recbole_llmd4rec.atomic import load_checkpoint, write_json_atomically
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.distributed import barrier, global_rank, rank0_sees, several, writes_files
-from recbole_llmd4rec.distillers import ONE_WAY_DISTILLERS, make_distiller
+from recbole_llmd4rec.distillers import CRM_TO_LLM_DISTILLERS, ONE_WAY_DISTILLERS, make_distiller
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
 from recbole_llmd4rec.export import export_item_embeddings, export_sasrec_checkpoint
 from recbole_llmd4rec.report import RoundReport
@@ -82,6 +82,10 @@ class MutualDistillTrainer(RunStateMixin, DDPWrap):
             raise ConfigError(
                 f"distiller {config['distiller']} distils the LLM into the CRM only: set directions: llm_to_crm"
             )
+        if config["distiller"] in CRM_TO_LLM_DISTILLERS and config["directions"] != "crm_to_llm":
+            raise ConfigError(
+                f"distiller {config['distiller']} distils the CRM into the LLM only: set directions: crm_to_llm"
+            )
         if config["teacher_store"] not in TEACHER_STORES:
             raise ConfigError(f"teacher_store must be one of {', '.join(TEACHER_STORES)}; "
                               f"got {config['teacher_store']!r}")
@@ -138,7 +142,10 @@ class MutualDistillTrainer(RunStateMixin, DDPWrap):
         if (learns_from_crm or trains_alone) and (t == 1 or self.config["embedding_update"]):
             self.model.update_llm_item_embeddings()
         if learns_from_crm:
-            self.llm_phase_record = self._train_phase(f"round{t}_llm", self.llm, self.llm_config, teacher=self.crm)
+            # LLMD4Rec's KL (Eq. 3-5), or a CRM -> LLM baseline's own signal (LLM-SRec: the CRM's user states)
+            distiller = self.config["distiller"] if self.config["distiller"] in CRM_TO_LLM_DISTILLERS else "llmd4rec"
+            self.llm_phase_record = self._train_phase(f"round{t}_llm", self.llm, self.llm_config, teacher=self.crm,
+                                                      distiller=distiller)
         elif trains_alone:
             self.llm_phase_record = self._train_phase(f"round{t}_llm", self.llm, self.llm_config, teacher=None)
         else:
@@ -171,8 +178,8 @@ class MutualDistillTrainer(RunStateMixin, DDPWrap):
         phase.clock_started = started
         phase.keeps_training_state = True  # until state.pth marks the step finished (_run_step)
         phase.resume(train_loader)
-        if teacher is not None and distiller == "llmd4rec" and self._teacher_weight(student) == 0:
-            teacher = None  # the KL's weight is 0: the phase is the no-teacher control, its store unneeded
+        if teacher is not None and self._teacher_weight(student, distiller) == 0:
+            teacher = None  # the teacher's weight is 0: the phase is the no-teacher control, its store unneeded
         # A phase a kill left trained but unrecorded needs no teacher: its store is not built again.
         if teacher is not None and not phase.finished_training:
             topk = self.config["teacher_topk"] if self.config["teacher_store"] == "topk" else None
@@ -212,8 +219,14 @@ class MutualDistillTrainer(RunStateMixin, DDPWrap):
             student_config, self.train_dataset, sampler, shuffle=student_config["shuffle"]
         )
 
-    def _teacher_weight(self, student):
-        """The coefficient of the student's KL term: beta (Eq. 9) for the CRM, gamma (Eq. 5) for the LLM."""
+    def _teacher_weight(self, student, distiller):
+        """The coefficient of the student's distillation term: beta (Eq. 9) for the CRM, gamma (Eq. 5) for
+        the LLM, LLM-SRec's weight for its LLM; None for the other baselines (whose weight does not
+        turn the teacher off)."""
+        if distiller == "llmsrec":
+            return self.llm_config["llmsrec_weight"]
+        if distiller != "llmd4rec":
+            return None
         return self.crm_config["distill_beta"] if student is self.crm else self.llm_config["distill_gamma"]
 
     def _fit_to_early_stopping(self, name, phase, train_loader):

@@ -35,7 +35,9 @@ RUN_IRRELEVANT_KEYS = {"show_progress", "state", "verbose", "gpu_id", "device", 
 # Settings that came after runs and records were kept, at the value that does what every run did
 # before they existed: a setting at that value is left out of a run's (and a record's) identity,
 # so its arrival keeps every finished run; any other value counts.
-ARRIVED_LATER = {"llm_num_layers": None, "llm_init": "pretrained"}
+ARRIVED_LATER = {"llm_num_layers": None, "llm_init": "pretrained",
+                 # LLM-SRec's settings, read only with distiller: llmsrec
+                 "llmsrec_weight": 1.0, "llmsrec_uniformity_weight": 1.0, "llmsrec_projection_size": 128}
 
 
 def at_arrival_value(key, value):
