@@ -86,6 +86,33 @@ def test_the_no_loop_ablation_is_round_1_of_the_llmd4rec_run(finished, tmp_path,
         assert derived["rows"][f"{row} w/o loop"] == trained["rows"][row]
 
 
+def test_the_llm_srec_row_is_the_seeds_e4srec_taught_by_its_sasrecs_user_states(finished, monkeypatch, tmp_path):
+    """LLM-SRec trains one LLM phase from the seed's SASRec, which stays as it was; its row stands
+    in the table against E4SRec, and LLMD4Rec_L is judged against it. The other runs are reused."""
+    finished_out, (dataset, files, overrides), _ = finished
+    out = tmp_path / "compare"
+    shutil.copytree(finished_out, out, ignore=shutil.ignore_patterns("llm_cache", "DLLM2Rec*"))
+    messages = []
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    markdown = Comparison(dataset, files, overrides, 1, select_methods("SASRec,E4SRec,LLMD4Rec,LLM-SRec", False),
+                          out).run(log=messages.append)
+    assert [m for m in messages if "reused" not in m] == ["compare: LLM-SRec, seed 2020 ..."]
+    (row,) = [line for line in markdown.splitlines() if line.startswith("| LLM-SRec | 1 |")]
+    assert "% vs E4SRec)" in row
+    # E4SRec is the base of two rows now; each cell still gives its change against it once
+    (llm_row,) = [line for line in markdown.splitlines() if line.startswith("| LLMD4Rec_L | 1 |")]
+    assert all(cell.count("vs E4SRec") == 1 for line in (row, llm_row) for cell in line.split(" | ")[2:-2])
+    assert "- LLMD4Rec_L vs LLM-SRec: fewer than 2 seeds, no spread to judge by yet" in markdown
+    record = json.loads((out / "LLM-SRec" / "seed2020.json").read_text())
+    assert list(record["rows"]) == ["LLM-SRec"] and [p["phase"] for p in record["phases"]] == ["round1_llm"]
+    sasrec = json.loads((out / "SASRec" / "seed2020.json").read_text())["rows"]["SASRec"]
+    crm = {r["round"]: r for r in record["rounds"] if (r["model"], r["split"]) == ("CRM", "test")}
+    assert crm[0]["ndcg@10"] == pytest.approx(sasrec["ndcg@10"], abs=1e-4)  # started from the seed's SASRec
+    assert crm[1] == {**crm[0], "round": 1}  # which did not change
+    # its LLM phase read the SASRec's user states (the tiny SASRec's width: 16), not its logits
+    assert "x (user_state (16,) float16)" in (out / "LLM-SRec" / "seed2020" / "run.log").read_text()
+
+
 def test_a_rerun_reuses_finished_runs_and_changed_settings_retrain(finished, monkeypatch):
     out, (dataset, files, overrides), _ = finished
     launched = []

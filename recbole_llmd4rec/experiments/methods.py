@@ -71,6 +71,9 @@ METHODS = [  # in run order; a method's bases come before it
            ("SASRec", "E4SRec"), (("LEADER", "CRM"),)),
     Method("KD_CRM_to_LLM", "LLMD4Rec", {**ONE_WAY, "directions": "crm_to_llm", "sample_weight": False},
            ("SASRec",), (("KD CRM->LLM", "LLM"),)),
+    # LLM-SRec: one LLM phase from the seed's SASRec, which teaches E4SRec through its user states
+    Method("LLM-SRec", "LLMD4Rec", {**ONE_WAY, "directions": "crm_to_llm", "distiller": "llmsrec"},
+           ("SASRec",), (("LLM-SRec", "LLM"),)),
     Method("GRU4Rec", "GRU4Rec"),
     Method("S3Rec", "S3Rec", {"pretrain_epochs": S3REC_PRETRAIN_EPOCHS, **S3REC_MIP_ONLY}),
 ]
@@ -95,7 +98,8 @@ KEPT_MODEL_SUFFIX, KEPT_ROUND1_SUFFIX = ".pth", ".round1.pth"
 # run keeps its files and which seed it has: refused.
 PER_RUN_KEYS = (*dict.fromkeys(key for m in ALL_METHODS if m.model == "LLMD4Rec" for key in m.settings),
                 "crm_checkpoint", "llm_checkpoint", "start_state", "checkpoint_dir", "seed")
-IMPROVEMENTS = (("LLMD4Rec_C", "SASRec"), ("LLMD4Rec_L", "E4SRec"))  # (row, the backbone it improves)
+# (row, the backbone it improves; for LLM-SRec, E4SRec alone is also its no-teacher control)
+IMPROVEMENTS = (("LLMD4Rec_C", "SASRec"), ("LLMD4Rec_L", "E4SRec"), ("LLM-SRec", "E4SRec"))
 # (LLM -> CRM row, its no-teacher control: the same CRM phases without the teacher)
 CONTROLS = (("LLMD4Rec_C", "SASRec_continued"), ("KD LLM->CRM", "SASRec_continued_1"),
             ("DLLM2Rec", "SASRec_continued_1"), ("LEADER", "SASRec_continued_1"))
@@ -106,7 +110,8 @@ ABLATION_PAIRS = tuple((row, FULL_ROW[part]) for part in FULL_ROW for m in ABLAT
 ABLATION_ROWS = {row for row, _ in ABLATION_PAIRS}
 # (row, row it should beat): the questions the comparison answers, each judged against the seeds' spread
 SPREAD_CHECKS = (*IMPROVEMENTS, *CONTROLS, ("LLMD4Rec_C", "KD LLM->CRM"), ("LLMD4Rec_C", "DLLM2Rec"), ("LLMD4Rec_C", "LEADER"),
-                 ("LLMD4Rec_L", "KD CRM->LLM"), *((full, row) for row, full in ABLATION_PAIRS))
+                 ("LLMD4Rec_L", "KD CRM->LLM"), ("LLMD4Rec_L", "LLM-SRec"),
+                 *((full, row) for row, full in ABLATION_PAIRS))
 CHANGES = (*IMPROVEMENTS, *CONTROLS, *ABLATION_PAIRS)  # (row, base): the table gives the row's change against its base
 CHANGE_BASES = tuple(dict.fromkeys(base for _, base in CHANGES))
 

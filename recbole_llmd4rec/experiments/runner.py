@@ -16,6 +16,7 @@ pre-trained SASRec"), so a seed trains each base model once:
 - E4SRec: alone, its item embeddings from that SASRec.
 - KD LLM->CRM, DLLM2Rec, LEADER: that SASRec learns from that E4SRec (one CRM phase).
 - KD CRM->LLM: E4SRec learns from that SASRec (one LLM phase).
+- LLM-SRec: E4SRec learns from that SASRec's user states (one LLM phase, ``distiller: llmsrec``).
 - LLMD4Rec_C / LLMD4Rec_L: Algorithm 1 from that SASRec; the CRM and the LLM after the last round.
 - GRU4Rec, S3Rec: RecBole's models, unchanged (S3Rec pre-trains for ``S3REC_PRETRAIN_EPOCHS``,
   then fine-tunes).

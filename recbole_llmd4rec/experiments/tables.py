@@ -118,7 +118,7 @@ class ComparisonTables:
                  "Mean +- sample sd over the finished seeds (no sd for one seed); "
                  "a change (%) against another row is over the seeds both rows finished.",
                  "", *table_lines(header, [r for r in rows if r["method"] not in ABLATION_ROWS], metrics,
-                                  [base for _, base in (*IMPROVEMENTS, *CONTROLS)])]
+                                  list(dict.fromkeys(base for _, base in (*IMPROVEMENTS, *CONTROLS))))]
         lines += ["", "train s: this row's own training (the distillation rows start from the same seed's "
                       "SASRec and, for the LLM -> CRM ones, E4SRec, whose times are their own rows')."]
         by_name = {row["method"]: row for row in rows}

@@ -14,21 +14,21 @@ CRM's logits as teacher (Eq. 3-5):
     L_LLM = L_rec + gamma * mean_b( w1_b * KL(softmax(y_c / T1) || softmax(y_l / T1))_b )
 
 LLM-SRec (Kim et al., KDD 2025, "Lost in Sequence: Do Large Language Models Understand
-Sequential Recommendation?"), the paper's other LLM-centric baseline (Sec. 5.1.2), distils the
-user representation of a pretrained, frozen CRM instead of its logits. Its objective, on this
-model's ``L_rec`` (LLM-SRec's own recommendation loss, L_Retrieval, is a different model's):
+Sequential Recommendation?"), LLMD4Rec's other LLM-centric baseline (its Sec. 5.1.2), distils
+the user representation of a pretrained, frozen CRM instead of its logits. On this model's
+``L_rec`` (LLM-SRec adds its terms to a recommender of its own, with its own loss):
 
     L_LLM = L_rec + w * ( mean_b L_Distill(g_l(h)_b, g_c(o)_b) + u * (L_Uniform(g_l(h)) + L_Uniform(g_c(o))) )
 
-with ``h`` this model's user state, ``o`` the CRM's (SASRec's sequence output, from the teacher
-store), ``g_l`` (D -> k) and ``g_c`` (d -> k) LLM-SRec's two user projections, each two linear
-layers with a GELU between, k = ``llmsrec_projection_size``; L_Distill is the paper's MSE taken
-between the projections put on the unit sphere (``losses.user_alignment_loss`` says why) and
-L_Uniform the uniformity loss of Wang & Isola (t = 2) over the pairs of a micro batch, which
+``h`` is this model's user state, ``o`` the CRM's (SASRec's sequence output, from the teacher
+store); ``g_l`` (D -> k) and ``g_c`` (d -> k) are LLM-SRec's two user projections, each two
+linear layers with a GELU between, k = ``llmsrec_projection_size``. L_Distill is LLM-SRec's MSE
+between the projections, taken on the unit sphere (``losses.user_alignment_loss`` says why);
+L_Uniform is the uniformity loss of Wang & Isola (t = 2) over the pairs of a micro batch, which
 keeps the projected users from collapsing onto one point. w = ``llmsrec_weight`` and
-u = ``llmsrec_uniformity_weight`` default to 1, the paper's unweighted sum
-L_Retrieval + L_Distill + L_Uniform. Both projections train with this model (the CRM itself is
-the frozen teacher); they only shape training: checkpoints keep them, ``save_artifacts`` does not.
+u = ``llmsrec_uniformity_weight`` default to 1: LLM-SRec sums its recommendation loss, L_Distill
+and L_Uniform unweighted. Both projections train with this model; the CRM is the frozen teacher.
+They only shape training: checkpoints keep them, ``save_artifacts`` does not.
 
 Only the last position feeds ``W_out``: no LM-head logits over the vocabulary are computed.
 Sequences are left-padded so that position -1 always holds the response header's last token.
