@@ -215,3 +215,21 @@ def test_e4srec_runs_through_recbole_trainer(tiny, llm_cache, caplog):
     assert set(result["test_result"]) == {"hit@5", "hit@10", "ndcg@5", "ndcg@10"}
     # trained alone without crm_checkpoint, E4SRec's item embeddings are random: the user is told
     assert any("E4SRec item embeddings are random" in record.getMessage() for record in caplog.records)
+
+
+def test_llmsrec_settings_at_their_defaults_keep_every_finished_run(tiny):
+    """LLM-SRec's keys came after runs and comparison records were kept: at their defaults they
+    enter neither a run's fingerprint nor a record's identity; another value counts."""
+    from recbole_llmd4rec.experiments.runner import yaml_settings
+    from recbole_llmd4rec.trainer.run_state import run_settings
+
+    llmsrec_keys = {"llmsrec_weight", "llmsrec_uniformity_weight", "llmsrec_projection_size"}
+
+    def keys(**overrides):
+        config = Config("E4SRec", tiny["dataset"], tiny["config_file_list"], {**tiny["config_dict"], **overrides})
+        return {key for key, _ in run_settings(config)[0]}
+
+    assert not llmsrec_keys & keys()
+    assert llmsrec_keys <= keys(llmsrec_weight=0.5, llmsrec_uniformity_weight=0.1, llmsrec_projection_size=64)
+    e4srec_yaml = dict(yaml_settings([], "tiny"))["properties/model/E4SRec.yaml"]
+    assert "llm_path" in e4srec_yaml and not llmsrec_keys & set(e4srec_yaml)
