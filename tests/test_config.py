@@ -341,3 +341,23 @@ def test_the_documented_runs_are_found():
     assert {model for model, _ in runs} == set(SHIPPED_MODELS)
     assert ("SASRec", ("--topk=[5,10]", "--learning_rate=1e-3")) in runs
     assert {"teacher_store", "crm", "llm_gguf_file", "finetune_after_pretrain"} <= _documented_settings()
+
+
+def test_the_data_set_yamls_keep_one_protocol():
+    """The Amazon and Yelp yamls are the protocol of converted.yaml (each kept as a file of its own,
+    since a comparison record's identity hashes each file's values); ml-100k's differs only in the
+    columns it loads. A value edited in one of them and not in the others fails here."""
+    import yaml
+
+    from recbole_llmd4rec.config import CONVERTED_DATASET_CONFIG, DATASET_CONFIG_DIR
+
+    def values(name):
+        return yaml.safe_load((DATASET_CONFIG_DIR / name).read_text(encoding="utf-8"))
+
+    protocol = values(CONVERTED_DATASET_CONFIG)
+    for name in ("beauty.yaml", "sports.yaml", "toys.yaml", "yelp.yaml"):
+        assert values(name) == protocol, name
+    movielens = values("ml-100k.yaml")
+    assert set(movielens) ^ set(protocol) == {"item_attribute"}
+    differing = {key for key in movielens if movielens[key] != protocol[key]}
+    assert differing == {"load_col"}
