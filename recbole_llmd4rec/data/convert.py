@@ -17,11 +17,11 @@ Output in ``OUTPUT/NAME/`` (so that ``--data_path=OUTPUT --dataset=NAME`` finds 
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from recbole_llmd4rec.atomic import replacing
 from recbole_llmd4rec.errors import LLMD4RecError, report_bad_input
 
 INTER_HEADER = ("user_id:token", "item_id:token", "timestamp:float")
@@ -123,13 +123,11 @@ def check_attribute_items(attributes, items, attributes_path, input_path):
 
 
 def _write_atomically(path, header, rows):
-    """Write a tab-separated atomic file: a temporary file first, then a rename."""
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
+    """Write a tab-separated atomic file whole (atomic.replacing: a temporary file, then a rename)."""
+    with replacing(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
         handle.write("\t".join(header) + "\n")
         for row in rows:
             handle.write("\t".join(row) + "\n")
-    os.replace(temporary, path)
 
 
 def convert(input_path, name, output_dir, attributes_path=None, force=False):
