@@ -191,6 +191,18 @@ def test_smollm2_first_layers_match_the_full_model_and_read_only_their_tensors(m
         torch.testing.assert_close(cut(TOKEN_IDS).last_hidden_state, full.norm(hidden[2]))
 
 
+@pytest.mark.skipif(not _smollm2_installed(), reason=f"SmolLM2 is not installed ({PACKAGED_BACKBONES['smollm2-135m'][2]})")
+def test_e4srec_trains_on_pretrained_smollm2(tiny):
+    config = Config("E4SRec", tiny["dataset"], tiny["config_file_list"],
+                    {**tiny["config_dict"], "llm_path": "smollm2-135m", "lora_dropout": 0.0})
+    _, train_data, _, _ = load_dataset(config)
+    model = E4SRec(config, train_data._dataset)
+    assert model.backbone.config.hidden_size == 576  # SmolLM2-135M, not the tiny default
+    batch = next(iter(train_data))[:8]
+    losses = train_steps(model, batch, steps=3)
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+
+
 def test_backbone_settings_at_their_defaults_keep_every_finished_run(tiny):
     """llm_num_layers and llm_init came after runs were kept: at the values that do what those
     runs did, they enter neither a run's fingerprint nor a comparison record's identity."""
