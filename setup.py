@@ -33,7 +33,7 @@ setup(
         "recbole_llmd4rec.dataset_configs": ["*.yaml"],
     },
     py_modules=[],
-    scripts=["run_llmd4rec.py"],
+    scripts=["run_llmd4rec.py", "convert_dataset.py"],
     install_requires=[
         # recbole_llmd4rec.compat targets exactly this release's internals.
         "recbole==1.2.1",

@@ -22,7 +22,7 @@ from recbole_llmd4rec.utils import get_model, get_trainer
 BUNDLED_HINT = "drop --data_path to use the copy that ships inside recbole, or point it at the folder holding ml-100k/"
 FEATURE_KINDS = tuple(kind.value for kind in FeatureType)  # token, token_seq, float, float_seq
 CONVERT_HINT = (
-    "convert a sequence file with `python -m recbole_llmd4rec.data.convert --input FILE.txt "
+    "convert a sequence file with `python convert_dataset.py --input FILE.txt "
     "--name {name} --output DIR` and pass --data_path=DIR"
 )
 

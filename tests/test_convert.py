@@ -6,7 +6,8 @@ import pytest
 
 from conftest import SHARED_DATASETS
 from recbole_llmd4rec import Config
-from recbole_llmd4rec.data.convert import convert, main
+from convert_dataset import main
+from recbole_llmd4rec.data.convert import convert
 from recbole_llmd4rec.errors import LLMD4RecError
 from recbole.data import create_dataset, data_preparation
 

@@ -11,18 +11,16 @@ Output in ``OUTPUT/NAME/`` (so that ``--data_path=OUTPUT --dataset=NAME`` finds 
   and leave-one-out split reproduce the sequence order.
 - ``NAME.item`` (with an attributes file): ``item_id:token  categories:token_seq``.
 
-    python -m recbole_llmd4rec.data.convert --input Beauty.txt --name beauty --output dataset/ \
-        [--attributes Beauty_item2attributes.json] [--force]
+The command line is ``convert_dataset.py`` at the top of the checkout.
 """
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from recbole_llmd4rec.atomic import replacing
-from recbole_llmd4rec.errors import LLMD4RecError, report_bad_input
+from recbole_llmd4rec.errors import LLMD4RecError
 
 INTER_HEADER = ("user_id:token", "item_id:token", "timestamp:float")
 ITEM_HEADER = ("item_id:token", "categories:token_seq")
@@ -167,29 +165,3 @@ def convert(input_path, name, output_dir, attributes_path=None, force=False):
         item_file=item_file,
     )
 
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m recbole_llmd4rec.data.convert",
-        description="Convert `user item item ...` sequence files to RecBole atomic files.",
-    )
-    parser.add_argument("--input", required=True, help="sequence file, one user per line")
-    parser.add_argument("--name", required=True, help="data set name, e.g. beauty")
-    parser.add_argument("--output", required=True, help="folder that will hold NAME/NAME.inter")
-    parser.add_argument("--attributes", default=None, help="optional json {item: [attribute, ...]}")
-    parser.add_argument("--force", action="store_true", help="overwrite existing atomic files")
-    return parser.parse_args(argv)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        summary = convert(args.input, args.name, args.output, args.attributes, args.force)
-    except LLMD4RecError as exc:
-        return report_bad_input(exc)
-    print(f"{args.name}: {summary}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
