@@ -3,7 +3,7 @@
     python run_llmd4rec.py                                  # the main job on ml-100k
     python run_llmd4rec.py --model=GRU4Rec --dataset=ml-100k --epochs=1
     python run_llmd4rec.py -m SASRec -d beauty --data_path=dataset/ --config_files="a.yaml b.yaml"
-    python run_llmd4rec.py --compare -d beauty --data_path=dataset/ --seeds=3 [--ablation] [--status] [--tables] [--compare_dir=DIR]
+    python run_llmd4rec.py --compare -d beauty --data_path=dataset/ --seeds=3 [--ablation] [--status] [--tables [--as_recorded]] [--compare_dir=DIR]
     python run_llmd4rec.py -m LLMD4Rec -d beauty --data_path=dataset/ --nproc=4 [--world_size=8 --ip=HOST --port=5678 --offset=4]
 
 Any ``--key=value`` overrides a config key; ``--nproc`` and the other keys of RecBole's
@@ -17,7 +17,7 @@ import sys
 MAIN_JOB_MODEL = "LLMD4Rec"
 MAIN_JOB_DATASET = "ml-100k"
 MAIN_JOB_CONFIG = "main_job.yaml"  # in properties/: the main job's CPU-sized budget
-COMPARE_OPTIONS = ("seeds", "methods", "ablation", "status", "tables", "compare_dir")  # options that only --compare reads
+COMPARE_OPTIONS = ("seeds", "methods", "ablation", "status", "tables", "as_recorded", "compare_dir")  # options that only --compare reads
 
 
 def parse_args(argv):
@@ -37,6 +37,9 @@ def parse_args(argv):
     parser.add_argument("--tables", action="store_true",
                         help="--compare: write the tables from every finished result of the chosen methods; "
                              "train nothing")
+    parser.add_argument("--as_recorded", action="store_true",
+                        help="--compare --tables: read every record in the folder without checking its settings "
+                             "(records an older version of the code kept)")
     parser.add_argument("--compare_dir", default=None,
                         help="--compare: folder of its runs, records and tables (default saved/compare-DATASET-LOSS, LOSS the --crm_loss_type)")
     return parser.parse_known_args(argv)
@@ -63,7 +66,7 @@ def main(argv=None):
 
             seeds = DEFAULT_SEEDS if args.seeds is None else args.seeds
             compare(dataset, config_files, overrides, seeds, args.methods, args.ablation, out_dir=args.compare_dir,
-                    status=args.status, tables=args.tables)
+                    status=args.status, tables=args.tables, as_recorded=args.as_recorded)
         else:
             run_llmd4rec(model=model, dataset=dataset, config_file_list=config_files, cmd_args=overrides)
     except LLMD4RecError as exc:

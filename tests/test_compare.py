@@ -355,8 +355,37 @@ def test_tables_rebuilds_the_whole_table_from_finished_results_and_trains_nothin
     assert (out / f"comparison-{dataset}.md").read_text() == before
 
 
-@pytest.mark.parametrize("option", ["--status", "--tables", "--ablation", "--seeds=2", "--methods=SASRec",
-                                    "--compare_dir=x"])
+def test_as_recorded_builds_the_tables_from_records_other_settings_made_and_only_with_tables(tmp_path, capsys):
+    """Records an older version of the code kept carry a fingerprint of that version's settings:
+    --tables refuses them, --tables --as_recorded reads them as they are and says so."""
+    values = {2020: {"SASRec": 0.10, "LLMD4Rec_C": 0.12, "LLMD4Rec_L": 0.30},
+              2021: {"SASRec": 0.20, "LLMD4Rec_C": 0.26, "LLMD4Rec_L": 0.34}}
+    for seed, by_row in values.items():
+        for method, rows in (("SASRec", ["SASRec"]), ("LLMD4Rec", ["LLMD4Rec_C", "LLMD4Rec_L"])):
+            write_json_atomically(tmp_path / method / f"seed{seed}.json",
+                                  {**hand_made_record({row: by_row[row] for row in rows}), "fingerprint": "older"})
+    write_json_atomically(tmp_path / "GRU4Rec" / "seed2020.json",  # not a chosen method: not read
+                          {**hand_made_record({"GRU4Rec": 0.5}), "fingerprint": "older"})
+    arguments = ("toy", [], [], 2, "SASRec,LLMD4Rec")
+    with pytest.raises(LLMD4RecError, match=r"no finished result .* \(--as_recorded reads records that older code kept\)"):
+        compare(*arguments, out_dir=tmp_path, tables=True)
+    with pytest.raises(LLMD4RecError, match="--as_recorded only goes with --tables"):
+        compare(*arguments, out_dir=tmp_path, as_recorded=True)
+    markdown = compare(*arguments, out_dir=tmp_path, tables=True, as_recorded=True)
+    assert "Records read as recorded (--as_recorded: their settings were not checked against these)." in markdown
+    assert "| SASRec | 2 | 0.1500 +- 0.0707 | 0.1500 +- 0.0707 |" in markdown
+    assert "| LLMD4Rec_C | 2 | 0.1900 +- 0.0990 (+26.7% vs SASRec) |" in markdown and "GRU4Rec" not in markdown
+    assert (tmp_path / "comparison-toy.md").read_text() == markdown
+    assert "(from 4 finished results; nothing was trained)" in capsys.readouterr().out
+    # a file that is not a record of its method is one error line naming it, and the tables stay
+    write_json_atomically(tmp_path / "LLMD4Rec" / "seed2021.json", hand_made_record({"SASRec": 0.2}))
+    with pytest.raises(LLMD4RecError, match=r"LLMD4Rec/seed2021.json has no row 'LLMD4Rec_C'"):
+        compare(*arguments, out_dir=tmp_path, tables=True, as_recorded=True)
+    assert (tmp_path / "comparison-toy.md").read_text() == markdown
+
+
+@pytest.mark.parametrize("option", ["--status", "--tables", "--as_recorded", "--ablation", "--seeds=2",
+                                    "--methods=SASRec", "--compare_dir=x"])
 def test_a_compare_option_without_compare_is_one_error_line(option, capsys):
     import run_llmd4rec as run_script_module
 

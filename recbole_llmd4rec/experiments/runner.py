@@ -381,6 +381,26 @@ class Comparison(ComparisonTables):
         write_json_atomically(spec["result_file"], record)
         return record
 
+    def read_as_recorded(self):
+        """Read every record of the chosen methods and seeds in the folder without checking that
+        its settings are this command's (``--tables --as_recorded``): for records kept by an older
+        version of the code, whose identity hashes settings that version had. Trains nothing."""
+        self.as_recorded = True
+        for method in self.methods:
+            for seed in self.seeds:
+                path = self.out_dir / method.name / f"seed{seed}.json"
+                if not path.is_file():
+                    continue
+                try:
+                    record = json.loads(path.read_text(encoding="utf-8"))
+                except ValueError:
+                    raise LLMD4RecError(f"{path} is not a record (not json): move it out of {self.out_dir}") from None
+                missing = [row for row in method.row_names() if row not in record.get("rows", {})]
+                if missing:
+                    raise LLMD4RecError(f"{path} has no row {missing[0]!r}: it is not a {method.name} record; "
+                                        "move it out of the folder")
+                self.records[(method.name, seed)] = record
+
     @staticmethod
     def _finished(spec):
         path = Path(spec["result_file"])
@@ -407,13 +427,17 @@ class Comparison(ComparisonTables):
 
 
 def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None, ablation=False, out_dir=None,
-            status=False, tables=False):
+            status=False, tables=False, as_recorded=False):
     """Run (or resume) the comparison; returns the Markdown table. With ``status``, print each
     run's state instead and return those lines. With ``tables``, write the tables from the
     finished results of the chosen methods and return them, training nothing (side runs with
-    ``--methods`` write tables of their own methods only; this rebuilds the whole table)."""
+    ``--methods`` write tables of their own methods only; this rebuilds the whole table); with
+    ``as_recorded`` too, from every record in the folder, whatever settings made it."""
     if seeds < 1:
         raise LLMD4RecError(f"--seeds must be >= 1, got {seeds}")
+    if as_recorded and not tables:
+        raise LLMD4RecError("--as_recorded only goes with --tables (it reads records without checking their "
+                            "settings, so nothing may train from them): add --tables or drop it")
     given = [arg[2:].partition("=")[0] for arg in overrides if arg.startswith("--")]
     refused = [key for key in given if key in PER_RUN_KEYS]
     if refused:
@@ -437,7 +461,11 @@ def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None,
         print(markdown)
         print(f"tables: {comparison.out_dir}/comparison-{dataset}.md and .csv")
         return markdown
-    lines = comparison.status()  # reads every finished record; trains nothing
+    if as_recorded:
+        comparison.read_as_recorded()
+        lines = []
+    else:
+        lines = comparison.status()  # reads every finished record; trains nothing
     if status:
         finished = [(name, seed) for name, seed, state in lines if state == "finished"]
         # a run's rows share its training time; rows read from another run's round 1 trained nothing
@@ -450,7 +478,8 @@ def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None,
         return text
     if not comparison.records:  # empty tables would replace the ones a finished run wrote
         raise LLMD4RecError(f"--tables: no finished result in {comparison.out_dir} for these settings; run the "
-                            "same command without --tables first, or check --compare_dir and the overrides")
+                            "same command without --tables first, or check --compare_dir and the overrides "
+                            "(--as_recorded reads records that older code kept)")
     markdown = comparison.write_tables()
     print(markdown)
     print(f"tables: {comparison.out_dir}/comparison-{dataset}.md and .csv "

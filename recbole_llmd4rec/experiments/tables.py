@@ -41,6 +41,8 @@ class ComparisonTables:
     holds ``dataset``, ``seeds``, ``methods``, ``records``, ``overrides``, ``crm_loss_type`` and
     ``out_dir``)."""
 
+    as_recorded = False  # the records were read without checking their settings (--as_recorded)
+
     @property
     def metrics(self):
         """The evaluator's metrics (e.g. hit@10, ndcg@10), in the order the runs report them."""
@@ -115,7 +117,9 @@ class ComparisonTables:
         lines = [f"Data set {self.dataset}; CRM loss: {CRM_LOSS_LABELS[self.crm_loss_type]}, E4SRec's cross-entropy "
                  f"over all items; seeds {', '.join(map(str, self.seeds))}; "
                  f"overrides: {' '.join(shown_overrides(self.overrides))}; torch threads per run: {', '.join(threads)}. "
-                 "Mean +- sample sd over the finished seeds (no sd for one seed); "
+                 + ("Records read as recorded (--as_recorded: their settings were not checked against these). "
+                    if self.as_recorded else "")
+                 + "Mean +- sample sd over the finished seeds (no sd for one seed); "
                  "a change (%) against another row is over the seeds both rows finished.",
                  "", *table_lines(header, [r for r in rows if r["method"] not in ABLATION_ROWS], metrics,
                                   list(dict.fromkeys(base for _, base in (*IMPROVEMENTS, *CONTROLS))))]
