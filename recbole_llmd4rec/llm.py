@@ -55,9 +55,8 @@ def resolve_dtype(name, device):
 
 def resolve_attention(name, device):
     """``auto`` is eager attention on a CPU, transformers' ``sdpa`` on a GPU. Prompts here are
-    short (instruction + at most ``MAX_ITEM_LIST_LENGTH`` items); on the project's CPUs eager
-    attention made a training step of the tiny default ~10-15% faster than sdpa
-    (``benchmarks/train_step.py``, BENCHMARKS.md)."""
+    short (instruction + at most ``MAX_ITEM_LIST_LENGTH`` items), and on a CPU eager attention
+    measured faster than sdpa for them (``benchmarks/train_step.py``, BENCHMARKS.md)."""
     if name == "auto":
         return "sdpa" if torch.device(device).type == "cuda" else "eager"
     return name

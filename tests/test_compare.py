@@ -525,6 +525,17 @@ def test_a_compare_dir_that_is_a_file_is_refused(tmp_path):
         compare("tiny", [str(TINY_YAML)], [], seeds=1, methods="SASRec", out_dir=tmp_path / "runs")
 
 
+def test_the_default_folder_names_the_data_set_and_the_crm_loss(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for overrides, folder in (([], "compare-toy-ce"), (["--crm_loss_type=bpr"], "compare-toy-bpr")):
+        comparison = Comparison("toy", [], overrides, 1, select_methods("SASRec", False))
+        assert comparison.out_dir == tmp_path / "saved" / folder
+    (tmp_path / "saved" / "compare-toy-bpr").parent.mkdir()
+    (tmp_path / "saved" / "compare-toy-bpr").write_text("")
+    with pytest.raises(LLMD4RecError, match="--compare_dir saved/compare-toy-bpr is a file"):
+        compare("toy", [], ["--crm_loss_type=BPR"], seeds=1, methods="SASRec", tables=True)
+
+
 def test_a_run_that_fails_is_one_error_line_quoting_the_runs_own(tmp_path):
     overrides = [f"--data_path={TESTS / 'data'}", "--valid_metric=MRR@10"]  # refused in the child's config
     with pytest.raises(LLMD4RecError, match=r"^SASRec \(seed 2020\) failed: valid_metric 'MRR@10' is not among .*"
@@ -568,6 +579,45 @@ def test_two_processes_share_a_comparison_each_run_trained_once(tmp_path, monkey
     assert any("SASRec, seed 2021: trains in another process" in message for message in messages)
     assert comparison.records[("SASRec", 2021)]["rows"]["SASRec"]["hit@10"] == 0.2
     assert not list(tmp_path.glob("*/seed*/claim"))  # every claim released
+
+
+def test_a_gone_base_trained_again_by_another_process_is_waited_for_not_trained_twice(tmp_path, monkeypatch):
+    """Two processes of one comparison on a fresh checkout both find a base's model file gone: the
+    one that claims it trains it again, the other waits and reads its record and file."""
+    import subprocess
+    import sys
+
+    comparison = Comparison("toy", [], [], 1, select_methods("SASRec,E4SRec", False), tmp_path)
+    spec = comparison.spec(METHODS[0], 2020)
+    record = {**hand_made_record({"SASRec": 0.1}), "fingerprint": spec["fingerprint"],
+              "checkpoint": "SASRec/seed2020.pth"}
+    write_json_atomically(spec["result_file"], record)  # finished, its model file not here
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        claim = Path(spec["run_dir"]) / "claim"
+        claim.parent.mkdir(parents=True)
+        claim.write_text(f"{socket.gethostname()} {other.pid}")
+        waits = []
+
+        def the_other_process_trains_it_again(seconds):
+            waits.append(seconds)
+            if len(waits) == 2:  # it takes two looks
+                torch.save({}, tmp_path / "SASRec" / "seed2020.pth")
+                write_json_atomically(spec["result_file"], {**record, "train_seconds": {"SASRec": 7.0}})
+                claim.unlink()
+
+        monkeypatch.setattr(time, "sleep", the_other_process_trains_it_again)
+        monkeypatch.setattr(Comparison, "_run_child", lambda self, spec: pytest.fail(f"{spec['method']} trained twice"))
+        messages = []
+        comparison.status()  # reads the finished record
+        comparison._train_gone_bases_first(messages.append, poll_seconds=5)
+    finally:
+        other.kill()
+    assert waits == [5, 5]
+    assert messages[1:] == [f"compare: SASRec, seed 2020: trained again in another process "
+                            f"({socket.gethostname()} {other.pid}); waiting for it"]
+    assert comparison.records[("SASRec", 2020)]["train_seconds"] == {"SASRec": 7.0}
+    assert not claim.exists()
 
 
 def test_a_claim_whose_process_died_is_taken_over(tmp_path, monkeypatch):

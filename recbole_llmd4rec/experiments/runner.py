@@ -10,7 +10,7 @@ that the same seed's rows trained, as the paper does ("initialize the ID embeddi
 pre-trained SASRec"), so a seed trains each base model once:
 
 - SASRec: SASRecD without a teacher, which is RecBole's SASRec (same parameters, loss and
-  function, computed in length groups: 4.6-5.6x faster on Beauty, BENCHMARKS.md), saved as a
+  function, computed in length groups, BENCHMARKS.md has its speed), saved as a
   RecBole SASRec checkpoint; the distilled CRMs are that same SASRec trained further, so
   "identical recipe" holds by construction. ``SASRec_RecBole`` (opt-in) trains RecBole's class.
 - E4SRec: alone, its item embeddings from that SASRec.
@@ -185,14 +185,17 @@ def process_alive(pid):
 class Comparison(ComparisonTables):
     """Every method of ``methods`` for every seed, in dependency order, reusing finished runs."""
 
-    def __init__(self, dataset, config_files, overrides, seeds, methods, out_dir):
+    def __init__(self, dataset, config_files, overrides, seeds, methods, out_dir=None):
         self.dataset = dataset
         self.config_files = [str(Path(f).resolve()) for f in config_files]
         self.crm_loss_type, self.overrides = with_crm_loss(overrides)
         self.identity_overrides = identity_overrides(dataset, self.overrides)
         self.seeds = [FIRST_SEED + k for k in range(seeds)]
         self.methods = methods
-        self.out_dir = Path(out_dir).resolve()
+        out_dir = Path(out_dir or Path("saved") / f"compare-{dataset}-{self.crm_loss_type.lower()}")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise LLMD4RecError(f"--compare_dir {out_dir} is a file: name a folder (it is made if missing)")
+        self.out_dir = out_dir.resolve()
         self.records = {}  # (method name, seed) -> result record
         self.settings = yaml_settings(self.config_files, dataset)
         self._check_one_regime()
@@ -251,7 +254,7 @@ class Comparison(ComparisonTables):
         it (``<run folder>/claim``), the others go on with the runs that do not wait for it and
         read its record once it is written."""
         self._check_bases()
-        self._train_gone_bases_first(log)
+        self._train_gone_bases_first(log, poll_seconds)
         pending = [(method, seed) for method in self.methods for seed in self.seeds]
         announced = set()
         while pending:
@@ -330,7 +333,7 @@ class Comparison(ComparisonTables):
                 lines.append((method.name, seed, state))
         return lines
 
-    def _train_gone_bases_first(self, log):
+    def _train_gone_bases_first(self, log, poll_seconds=CLAIM_POLL_SECONDS):
         """Before anything else trains: each finished base whose model file is gone (a fresh
         machine, a folder copied with its records only) and that a run still to train starts from
         is trained again. A base is shorter than most runs that start from it, and its file, kept
@@ -343,14 +346,31 @@ class Comparison(ComparisonTables):
                     continue
                 for base in self.missing_bases(method, seed):
                     log(f"compare: {base}, seed {seed}: its model file is gone; training it again for {method.name}")
-                    self._train_again(base, seed, log)
+                    self._train_again(base, seed, log, poll_seconds)
 
-    def _train_again(self, name, seed, log):
+    def _train_again(self, name, seed, log, poll_seconds=CLAIM_POLL_SECONDS):
         """Train a finished base again whose model file is gone. Every run is seeded, so on the same
-        library versions this reproduces the recorded run; a difference is reported, not hidden."""
+        library versions this reproduces the recorded run; a difference is reported, not hidden.
+        Under the run's claim, like any run: another process of the same comparison that found the
+        same file gone trains it, and this one waits and reads what it wrote."""
         before = self.records[(name, seed)]
         spec = self.spec(next(m for m in ALL_METHODS if m.name == name), seed)
-        self._run_child(spec)
+        announced = False
+        while True:
+            with claimed(spec["run_dir"]) as holder:
+                if holder is None:
+                    after = self._finished(spec)
+                    trained_meanwhile = after is not None and after.get("checkpoint") and \
+                        (self.out_dir / after["checkpoint"]).is_file()
+                    if trained_meanwhile:
+                        self.records[(name, seed)] = after
+                        return
+                    self._run_child(spec)
+                    break
+            if not announced:
+                announced = True
+                log(f"compare: {name}, seed {seed}: trained again in another process ({holder}); waiting for it")
+            time.sleep(poll_seconds)
         self.records[(name, seed)] = after = self._finished(spec)
         if after["rows"] != before["rows"]:
             log(f"compare: warning: {name}, seed {seed} trained again tests differently from its record "
@@ -451,10 +471,6 @@ def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None,
     if regime_keys:
         raise LLMD4RecError(f"--{regime_keys[0]} cannot go to a comparison: --{CRM_LOSS_KEY}=BPR or CE sets the loss "
                             "of every CRM (E4SRec keeps cross-entropy)")
-    regime, overrides = with_crm_loss(overrides)
-    out_dir = out_dir or Path("saved") / f"compare-{dataset}-{regime.lower()}"
-    if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise LLMD4RecError(f"--compare_dir {out_dir} is a file: name a folder (it is made if missing)")
     comparison = Comparison(dataset, config_files, overrides, seeds, select_methods(methods, ablation), out_dir)
     if not (status or tables):
         markdown = comparison.run()
