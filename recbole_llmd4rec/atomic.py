@@ -33,6 +33,41 @@ def replacing(path, suffix=""):
         _flush_to_disk(os.path.dirname(os.path.abspath(path)))  # the rename itself
 
 
+PREVIOUS_FOLDER_SUFFIX = ".previous"  # an earlier version of a folder, while replacing_folder swaps it
+
+
+@contextmanager
+def replacing_folder(path, keep_existing=False):
+    """Yield a temporary folder path beside ``path`` to fill; when the block ends without error the
+    folder takes ``path``'s place, when it fails it is removed. A folder cannot be renamed over one
+    that holds files, so an existing ``path`` is renamed aside to ``<path>.previous`` first and
+    removed after the swap: a crash between the two renames leaves the earlier version whole there.
+    With ``keep_existing``, a ``path`` that exists when the block ends (another process of the
+    same cache made it first) is kept and the temporary folder removed."""
+    path = Path(path)
+    temporary = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        yield temporary
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not keep_existing:
+        previous = path.with_name(path.name + PREVIOUS_FOLDER_SUFFIX)
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(path, previous)
+        os.replace(temporary, path)
+        shutil.rmtree(previous)
+        return
+    try:
+        os.replace(temporary, path)
+    except OSError:
+        shutil.rmtree(temporary, ignore_errors=True)
+        if not (keep_existing and path.exists()):
+            raise
+
+
 def _flush_to_disk(path):
     """fsync ``path`` (a file, or a directory for the names it holds), so a rename never
     publishes a file whose bytes a crash of the machine, not only of the run, could lose."""

@@ -23,14 +23,13 @@ import contextlib
 import hashlib
 import importlib.util
 import json
-import os
 import re
-import shutil
 from logging import getLogger
 from pathlib import Path
 
 import torch
 
+from recbole_llmd4rec.atomic import replacing_folder
 from recbole_llmd4rec.compat import gguf_blocks_below
 from recbole_llmd4rec.errors import LLMD4RecError, first_reason
 
@@ -102,15 +101,10 @@ def build_tiny_llm(tiny_config, cache_dir, seed):
             raise LLMD4RecError(f"tiny_llm {tiny_config} does not make a Qwen2 model ({type(exc).__name__}: "
                                 f"{first_reason(exc)}): e.g. hidden_size must be a multiple of num_attention_heads, "
                                 f"num_attention_heads of num_key_value_heads") from None
-    temporary = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    model.save_pretrained(temporary)
-    tokenizer.save_pretrained(temporary)
-    temporary.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(temporary, target)
-    except OSError:  # another process finished the same model first
-        shutil.rmtree(temporary, ignore_errors=True)
+    # another process of the same cache may finish the same model first: its copy is kept
+    with replacing_folder(target, keep_existing=True) as temporary:
+        model.save_pretrained(temporary)
+        tokenizer.save_pretrained(temporary)
     getLogger().warning(
         f"E4SRec backbone: the embedded {TINY_LLM_NAME} model, RANDOMLY INITIALISED ({tiny_config}); "
         f"set llm_path to a local Hugging Face model directory for a pretrained LLM"

@@ -37,8 +37,6 @@ backbone; ``save_artifacts`` writes the LoRA adapter (peft safetensors) and the 
 """
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import torch
@@ -49,7 +47,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import DynamicCache
 
-from recbole_llmd4rec.atomic import dataset_identity
+from recbole_llmd4rec.atomic import PREVIOUS_FOLDER_SUFFIX, dataset_identity, replacing_folder
 from recbole_llmd4rec.compat import cache_keyword
 from recbole_llmd4rec.config import require_int
 from recbole_llmd4rec.errors import ConfigError, LLMD4RecError
@@ -67,7 +65,6 @@ from recbole_llmd4rec.model.sasrecd import CRM_EMBEDDING_KEY, check_distillation
 ADAPTER_DIR = "adapter"
 PROJECTIONS_FILE = "projections.safetensors"
 META_FILE = "e4srec.json"
-PREVIOUS_SUFFIX = ".previous"  # the earlier artefacts, while save_artifacts replaces them
 
 
 class E4SRec(SequentialRecommender):
@@ -306,33 +303,23 @@ class E4SRec(SequentialRecommender):
     def save_artifacts(self, directory):
         """Write ``adapter/`` (peft safetensors), the projections and E; atomically."""
         directory = Path(directory)
-        temporary = directory.with_name(directory.name + f".tmp{os.getpid()}")
-        shutil.rmtree(temporary, ignore_errors=True)
-        self.backbone.save_pretrained(temporary / ADAPTER_DIR)
-        tensors = {
-            name: tensor.detach().cpu().contiguous()
-            for name, tensor in super().state_dict().items()
-            if name.split(".")[0] in ("input_projection", "output_projection", "item_embedding")
-        }
-        save_file(tensors, temporary / PROJECTIONS_FILE)
-        meta = {"n_items": self.n_items, "embedding_size": self.embedding_size}
-        (temporary / META_FILE).write_text(json.dumps(meta, indent=2))
-        if directory.exists():
-            previous = directory.with_name(directory.name + PREVIOUS_SUFFIX)
-            shutil.rmtree(previous, ignore_errors=True)
-            os.replace(directory, previous)
-            os.replace(temporary, directory)
-            shutil.rmtree(previous)
-        else:
-            directory.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temporary, directory)
+        with replacing_folder(directory) as temporary:
+            self.backbone.save_pretrained(temporary / ADAPTER_DIR)
+            tensors = {
+                name: tensor.detach().cpu().contiguous()
+                for name, tensor in super().state_dict().items()
+                if name.split(".")[0] in ("input_projection", "output_projection", "item_embedding")
+            }
+            save_file(tensors, temporary / PROJECTIONS_FILE)
+            meta = {"n_items": self.n_items, "embedding_size": self.embedding_size}
+            (temporary / META_FILE).write_text(json.dumps(meta, indent=2))
         return directory
 
     def load_artifacts(self, directory):
         """Restore what :meth:`save_artifacts` wrote; refuses artefacts of another data set."""
         directory = Path(directory)
         meta_file = directory / META_FILE
-        previous = directory.with_name(directory.name + PREVIOUS_SUFFIX)
+        previous = directory.with_name(directory.name + PREVIOUS_FOLDER_SUFFIX)
         if not directory.exists() and previous.is_dir():
             raise LLMD4RecError(f"{directory} is missing: a run stopped while replacing it (the earlier version is "
                                 f"in {previous}); rerun that run to write it again")
