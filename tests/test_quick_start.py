@@ -53,7 +53,7 @@ def test_recbole_resume_checkpoint_reads_the_plugin_checkpoint(tiny):
 
 
 def test_missing_dataset_says_where_it_looked_and_how_to_convert(tiny, tmp_path):
-    with pytest.raises(DatasetNotFoundError, match=r"nothere\.inter.*recbole_llmd4rec\.data\.convert"):
+    with pytest.raises(DatasetNotFoundError, match=r"nothere\.inter.*python convert_dataset\.py --input FILE\.txt --name nothere"):
         run_llmd4rec(model="SASRec", dataset="nothere", config_file_list=tiny["config_file_list"],
                      config_dict={"data_path": str(tmp_path)})
 
