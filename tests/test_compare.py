@@ -393,6 +393,39 @@ def test_a_compare_option_without_compare_is_one_error_line(option, capsys):
     assert capsys.readouterr().err == f"error: {option.split('=')[0]} only goes with --compare; add --compare or drop it\n"
 
 
+def test_an_llm_side_override_is_no_part_of_the_identity_of_a_run_without_an_e4srec(tmp_path):
+    """A comparison on another backbone (--llm_path, --llm_num_layers, ...) reuses the same seed's
+    SASRec, GRU4Rec and S3Rec records; its E4SRec and LLMD4Rec runs are its own."""
+    def fingerprints(overrides):
+        comparison = Comparison("toy", [], overrides, 1, select_methods("SASRec,E4SRec,LLMD4Rec,GRU4Rec,S3Rec", False),
+                                tmp_path)
+        for method in comparison.methods:  # a finished base's record fingerprint enters its dependants'
+            spec = comparison.spec(method, 2020)
+            comparison.records[(method.name, 2020)] = {"fingerprint": spec["fingerprint"], "checkpoint": None}
+        return {name: record["fingerprint"] for (name, _), record in comparison.records.items()}
+
+    tiny = fingerprints([])
+    smollm2 = fingerprints(["--llm_path=smollm2-135m", "--llm_num_layers=2", "--llm_init=random"])
+    assert {name for name in tiny if tiny[name] == smollm2[name]} == {"SASRec", "GRU4Rec", "S3Rec"}
+    tuned = fingerprints(["--learning_rate=0.01"])  # a key the CRMs read too
+    assert not {name for name in tiny if tiny[name] == tuned[name]}
+
+
+def test_the_llm_side_keys_are_the_llm_sides_own():
+    """Every key the CRMs' identity leaves out is declared by E4SRec's yaml and by neither SASRecD's
+    nor the plugin-wide one: a key the CRMs read cannot be left out by mistake."""
+    import yaml
+
+    from recbole_llmd4rec.config import PROPERTIES_DIR
+    from recbole_llmd4rec.experiments.methods import LLM_SIDE_KEYS
+
+    def keys(name):
+        return set(yaml.safe_load((PROPERTIES_DIR / name).read_text()))
+
+    assert set(LLM_SIDE_KEYS) <= keys("model/E4SRec.yaml")
+    assert not set(LLM_SIDE_KEYS) & (keys("model/SASRecD.yaml") | keys("overall.yaml"))
+
+
 def test_the_fingerprint_reads_yaml_values_not_their_text_or_place(tmp_path):
     """A finished run stays reusable when a config file only gains a comment or moves (another
     checkout, a fresh machine); a changed value retrains; an unreadable file is one error line."""

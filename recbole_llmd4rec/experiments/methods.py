@@ -116,6 +116,14 @@ CHANGES = (*IMPROVEMENTS, *CONTROLS, *ABLATION_PAIRS)  # (row, base): the table 
 CHANGE_BASES = tuple(dict.fromkeys(base for _, base in CHANGES))
 
 
+# Keys only the LLM side reads (E4SRec's backbone, LoRA and prompt): an override of one is no part of
+# the identity of a run that builds no E4SRec (SASRec, GRU4Rec, S3Rec), so a comparison on another
+# backbone reuses the same seed's SASRec records and starts its E4SRec from the same SASRec.
+LLM_SIDE_KEYS = ("llm_path", "llm_gguf_file", "llm_num_layers", "llm_init", "llm_dtype", "llm_attention",
+                 "llm_cache_dir", "tiny_llm", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
+                 "instruction", "response_header", "share_prompt")
+LLM_SIDE_MODELS = ("E4SRec", "LLMD4Rec")  # the models that build an E4SRec and read those keys
+
 CRM_LOSS_KEY = "crm_loss_type"
 DEFAULT_CRM_LOSS = "CE"  # RecBole's SASRec default; --crm_loss_type=BPR is the paper's regime
 CRM_LOSS_LABELS = {"BPR": "BPR on one uniformly sampled negative (the paper's regime)",

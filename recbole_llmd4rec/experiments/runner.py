@@ -54,7 +54,8 @@ from recbole_llmd4rec.atomic import files_sha256, write_json_atomically
 from recbole_llmd4rec.errors import LLMD4RecError
 from recbole_llmd4rec.experiments.child import rows_of_round
 from recbole_llmd4rec.experiments.methods import (
-    ALL_METHODS, CRM_LOSS_KEY, PER_RUN_KEYS, REGIME_KEYS, select_methods, with_crm_loss,
+    ALL_METHODS, CRM_LOSS_KEY, LLM_SIDE_KEYS, LLM_SIDE_MODELS, PER_RUN_KEYS, REGIME_KEYS, select_methods,
+    with_crm_loss,
 )
 from recbole_llmd4rec.experiments.tables import ComparisonTables
 from recbole_llmd4rec.trainer.run_state import at_arrival_value
@@ -239,8 +240,10 @@ class Comparison(ComparisonTables):
                 key = "crm_checkpoint" if base == "SASRec" else "llm_checkpoint"
                 model_file = self.checkpoint(base, seed)
                 checkpoints[key] = str(model_file) if model_file else None
+        identity = self.identity_overrides if method.model in LLM_SIDE_MODELS else [
+            arg for arg in self.identity_overrides if arg[2:].partition("=")[0] not in LLM_SIDE_KEYS]
         run_fingerprint = fingerprint(method.name, method.model, method.settings, seed, self.dataset,
-                                      self.settings, self.identity_overrides,
+                                      self.settings, identity,
                                       [self.records[(base, seed)]["fingerprint"] for base in method.starts_from])
         return {"method": method.name, "seed": seed, "dataset": self.dataset, "config_files": self.config_files,
                 "overrides": self.overrides, CRM_LOSS_KEY: self.crm_loss_type, "checkpoints": checkpoints, "fingerprint": run_fingerprint,
