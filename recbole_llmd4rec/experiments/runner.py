@@ -35,7 +35,9 @@ A finished (method, seed) leaves ``<out>/<method>/seed<k>.json``; a rerun with t
 settings reuses it instead of retraining, and an LLMD4Rec run cut short resumes from its own
 ``state.pth``, so an interrupted comparison resumes. The tables (Markdown and CSV, mean and
 sample standard deviation over the seeds) are rewritten after every finished run; ``--tables``
-rewrites them from every finished result of the chosen methods without training.
+rewrites them from every finished result of the chosen methods without training, and
+``--tables --as_recorded`` from every record in the folder, settings unchecked (records that an
+older version of the code kept).
 """
 
 
