@@ -52,12 +52,19 @@ def replacing_folder(path, keep_existing=False):
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+    if not temporary.is_dir():  # a writer that wrote nothing must not cost the folder already there
+        raise LLMD4RecError(f"nothing was written for {path}: the temporary folder {temporary} was not made")
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not keep_existing:
         previous = path.with_name(path.name + PREVIOUS_FOLDER_SUFFIX)
         shutil.rmtree(previous, ignore_errors=True)
         os.replace(path, previous)
-        os.replace(temporary, path)
+        try:
+            os.replace(temporary, path)
+        except OSError:
+            os.replace(previous, path)  # the earlier version back in its place
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
         shutil.rmtree(previous)
         return
     try:

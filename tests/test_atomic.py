@@ -5,6 +5,7 @@ import os
 import pytest
 
 from recbole_llmd4rec.atomic import replacing, replacing_folder
+from recbole_llmd4rec.errors import LLMD4RecError
 
 
 def test_a_finished_write_replaces_the_file_after_flushing_it_and_its_folder(tmp_path, monkeypatch):
@@ -64,3 +65,14 @@ def test_a_folder_another_process_made_first_is_kept_when_asked(tmp_path):
             (target / "config.json").write_text("theirs")
         assert (target / "config.json").read_text() == expected
         assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-model"]
+
+
+def test_a_folder_writer_that_wrote_nothing_keeps_the_folder_there(tmp_path):
+    target = tmp_path / "adapter"
+    target.mkdir()
+    (target / "weights").write_text("finished work")
+    with pytest.raises(LLMD4RecError, match="nothing was written for .*adapter"):
+        with replacing_folder(target):
+            pass
+    assert (target / "weights").read_text() == "finished work"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]

@@ -369,8 +369,9 @@ def test_as_recorded_builds_the_tables_from_records_other_settings_made_and_only
     arguments = ("toy", [], [], 2, "SASRec,LLMD4Rec")
     with pytest.raises(LLMD4RecError, match=r"no finished result .* \(--as_recorded reads records that older code kept\)"):
         compare(*arguments, out_dir=tmp_path, tables=True)
-    with pytest.raises(LLMD4RecError, match="--as_recorded only goes with --tables"):
-        compare(*arguments, out_dir=tmp_path, as_recorded=True)
+    for status, tables in ((False, False), (True, True)):
+        with pytest.raises(LLMD4RecError, match="--as_recorded only goes with --tables, without --status"):
+            compare(*arguments, out_dir=tmp_path, as_recorded=True, status=status, tables=tables)
     markdown = compare(*arguments, out_dir=tmp_path, tables=True, as_recorded=True)
     assert "Records read as recorded (--as_recorded: their settings were not checked against these)." in markdown
     assert "| SASRec | 2 | 0.1500 +- 0.0707 | 0.1500 +- 0.0707 |" in markdown
@@ -378,9 +379,18 @@ def test_as_recorded_builds_the_tables_from_records_other_settings_made_and_only
     assert (tmp_path / "comparison-toy.md").read_text() == markdown
     assert "(from 4 finished results; nothing was trained)" in capsys.readouterr().out
     # a file that is not a record of its method is one error line naming it, and the tables stay
-    write_json_atomically(tmp_path / "LLMD4Rec" / "seed2021.json", hand_made_record({"SASRec": 0.2}))
-    with pytest.raises(LLMD4RecError, match=r"LLMD4Rec/seed2021.json has no row 'LLMD4Rec_C'"):
-        compare(*arguments, out_dir=tmp_path, tables=True, as_recorded=True)
+    llmd4rec_rows = {"LLMD4Rec_C": 0.26, "LLMD4Rec_L": 0.34}
+    broken = {"no row 'LLMD4Rec_C'": hand_made_record({"SASRec": 0.2}),
+              "row 'LLMD4Rec_C' has metrics hit@10, the other records hit@10, ndcg@10":
+                  hand_made_record(llmd4rec_rows, metrics=("hit@10",)),
+              "no train_seconds of row 'LLMD4Rec_L'":
+                  {**hand_made_record(llmd4rec_rows), "train_seconds": {"LLMD4Rec_C": 1.0}},
+              "no rows": ["not", "a", "record"]}
+    for problem, record in broken.items():
+        write_json_atomically(tmp_path / "LLMD4Rec" / "seed2021.json", record)
+        with pytest.raises(LLMD4RecError, match=re.escape(f"LLMD4Rec/seed2021.json is not a LLMD4Rec record the "
+                                                          f"tables can read ({problem}); move it out")):
+            compare(*arguments, out_dir=tmp_path, tables=True, as_recorded=True)
     assert (tmp_path / "comparison-toy.md").read_text() == markdown
 
 

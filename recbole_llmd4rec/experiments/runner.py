@@ -208,9 +208,12 @@ class Comparison(ComparisonTables):
         before the switch, when every CRM trained with CE)."""
         for result_file in sorted(self.out_dir.glob("*/seed*.json")):
             try:
-                regime = json.loads(result_file.read_text()).get(CRM_LOSS_KEY, "CE")
+                record = json.loads(result_file.read_text())
             except (OSError, ValueError):
                 continue  # not a record; a run writes its own whole
+            if not isinstance(record, dict):
+                continue
+            regime = record.get(CRM_LOSS_KEY, "CE")
             if regime != self.crm_loss_type:
                 raise LLMD4RecError(
                     f"{self.out_dir} holds {regime} records ({result_file.name} of {result_file.parent.name}), and "
@@ -420,11 +423,29 @@ class Comparison(ComparisonTables):
                     record = json.loads(path.read_text(encoding="utf-8"))
                 except ValueError:
                     raise LLMD4RecError(f"{path} is not a record (not json): move it out of {self.out_dir}") from None
-                missing = [row for row in method.row_names() if row not in record.get("rows", {})]
-                if missing:
-                    raise LLMD4RecError(f"{path} has no row {missing[0]!r}: it is not a {method.name} record; "
+                problem = self._not_a_record_of(method, record)
+                if problem:
+                    raise LLMD4RecError(f"{path} is not a {method.name} record the tables can read ({problem}); "
                                         "move it out of the folder")
                 self.records[(method.name, seed)] = record
+
+    def _not_a_record_of(self, method, record):
+        """What keeps ``record`` from giving ``method``'s table rows, or None: every row, each with
+        the metrics of the records read before it, and its training time."""
+        if not isinstance(record, dict) or not isinstance(record.get("rows"), dict):
+            return "no rows"
+        if not isinstance(record.get("train_seconds"), dict) or not isinstance(record.get("latency_ms"), dict):
+            return "no train_seconds or latency_ms"
+        metrics = set(self.metrics)
+        for row in method.row_names():
+            values = record["rows"].get(row)
+            if not isinstance(values, dict):
+                return f"no row {row!r}"
+            if metrics and set(values) != metrics:
+                return f"row {row!r} has metrics {', '.join(sorted(values))}, the other records {', '.join(sorted(metrics))}"
+            if row not in record["train_seconds"]:
+                return f"no train_seconds of row {row!r}"
+        return None
 
     @staticmethod
     def _finished(spec):
@@ -432,7 +453,7 @@ class Comparison(ComparisonTables):
         if not path.is_file():
             return None
         record = json.loads(path.read_text())
-        return record if record.get("fingerprint") == spec["fingerprint"] else None
+        return record if isinstance(record, dict) and record.get("fingerprint") == spec["fingerprint"] else None
 
     def _run_child(self, spec):
         log_file = Path(spec["run_dir"]) / "run.log"
@@ -460,9 +481,10 @@ def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None,
     ``as_recorded`` too, from every record in the folder, whatever settings made it."""
     if seeds < 1:
         raise LLMD4RecError(f"--seeds must be >= 1, got {seeds}")
-    if as_recorded and not tables:
-        raise LLMD4RecError("--as_recorded only goes with --tables (it reads records without checking their "
-                            "settings, so nothing may train from them): add --tables or drop it")
+    if as_recorded and (status or not tables):
+        raise LLMD4RecError("--as_recorded only goes with --tables, without --status (it reads records without "
+                            "checking their settings, so nothing may train from them and no run's state is "
+                            "known): give --tables alone with it, or drop it")
     given = [arg[2:].partition("=")[0] for arg in overrides if arg.startswith("--")]
     refused = [key for key in given if key in PER_RUN_KEYS]
     if refused:
