@@ -17,15 +17,15 @@ RUN_LAYER = ("recbole_llmd4rec.quick_start", "recbole_llmd4rec.experiments", "re
 TRAINERS = ("recbole_llmd4rec.trainer",)
 
 
-def module_name(path):
-    parts = path.relative_to(REPO).with_suffix("").parts
+def module_name(path, root=REPO):
+    parts = path.relative_to(root).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_modules(path):
+def imported_modules(path, root=REPO):
     """Every module an import statement of ``path`` names, at any depth (a function's local
     import counts too), relative imports resolved against the package."""
-    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    package = module_name(path, root) if path.name == "__init__.py" else module_name(path, root).rpartition(".")[0]
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
@@ -89,12 +89,7 @@ def test_the_import_reader_sees_what_these_rules_forbid(tmp_path):
     module = tmp_path / "recbole_llmd4rec" / "model" / "probe.py"
     module.parent.mkdir(parents=True)
     module.write_text("def f():\n    from .. import quick_start\n    from ..trainer import mutual\n    import argparse\n")
-    global REPO
-    saved, REPO = REPO, tmp_path
-    try:
-        names = imported_modules(module)
-    finally:
-        REPO = saved
+    names = imported_modules(module, root=tmp_path)
     assert {"recbole_llmd4rec.quick_start", "recbole_llmd4rec.trainer.mutual", "argparse"} <= names
     assert within("recbole_llmd4rec.trainer.mutual", TRAINERS)
     assert not within("recbole_llmd4rec.trainers_other", TRAINERS)

@@ -504,9 +504,8 @@ def compare(dataset, config_files, overrides, seeds=DEFAULT_SEEDS, methods=None,
         print(markdown)
         print(f"tables: {comparison.out_dir}/comparison-{dataset}.md and .csv")
         return markdown
-    if as_recorded:
+    if as_recorded:  # never with status (refused above), so no run's state is listed
         comparison.read_as_recorded()
-        lines = []
     else:
         lines = comparison.status()  # reads every finished record; trains nothing
     if status:
